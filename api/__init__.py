@@ -1,0 +1,1 @@
+"""The HTTP front end: authenticates, checks quotas, enqueues work and relays streams."""

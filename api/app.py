@@ -1,0 +1,79 @@
+"""The application factory: `uvicorn api.app:create_app --factory`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api.errors import install_error_handlers
+from api.middleware import RequestContextMiddleware
+from api.routes import health
+from core.config import Settings, settings
+from core.db import async_engine
+from core.logging import configure_logging
+from core.redis import blocking_redis, redis_client
+
+DESCRIPTION = """
+Switchboard is a chat backend for AI apps: accounts and sign-in, conversations
+streamed over SSE and WebSocket, an OpenAI-compatible API with API keys,
+quotas and rate limits, and a plug-in-api proxy.
+
+Authenticate with `Authorization: Bearer <token>`: a JWT access token from
+`/v1/auth/login`, or on routes that say so, a developer API key (`sk-sb-...`).
+Every error answers `{"detail": ..., "code": ...}`; the OpenAI-compatible
+routes answer OpenAI's `{"error": {...}}` shape.
+"""
+
+TAGS = [
+    {"name": "auth", "description": "Registration, sign-in, tokens and sessions."},
+    {"name": "user", "description": "The signed-in user's profile, plan and chat defaults."},
+    {"name": "model-configs", "description": "A user's own OpenAI-compatible endpoints."},
+    {"name": "conversations", "description": "Conversations, messages and streaming chat."},
+    {"name": "generations", "description": "Status, resume and cancel of a generation."},
+    {"name": "openai", "description": "OpenAI-compatible API (API key or JWT)."},
+    {"name": "developer", "description": "API keys and usage."},
+    {"name": "plugin-api", "description": "The user's plug-in-api account, proxied."},
+    {"name": "admin", "description": "Superuser operations."},
+    {"name": "operations", "description": "Health, readiness and metrics."},
+]
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    yield
+    await redis_client().aclose()
+    await blocking_redis().aclose()
+    await async_engine().dispose()
+
+
+def create_app(app_settings: Settings = settings) -> FastAPI:
+    configure_logging()
+    app = FastAPI(
+        title="Switchboard",
+        version="0.1.0",
+        description=DESCRIPTION,
+        openapi_tags=TAGS,
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    if app_settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=app_settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+        )
+    app.add_middleware(RequestContextMiddleware, settings=app_settings)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,68 @@
+"""FastAPI dependencies as `Annotated` aliases: session, Redis, the current user."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+import redis.asyncio as aioredis
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.db import async_session_factory
+from core.errors import Unauthorized
+from core.redis import redis_client
+from core.security import TokenClaims, decode_token, revoked_session_key
+from models import User
+
+
+async def get_session() -> AsyncIterator[AsyncSession]:
+    async with async_session_factory()() as session:
+        yield session
+
+
+def get_redis() -> aioredis.Redis:
+    return redis_client()
+
+
+SessionDep = Annotated[AsyncSession, Depends(get_session)]
+RedisDep = Annotated[aioredis.Redis, Depends(get_redis)]
+
+bearer_scheme = HTTPBearer(auto_error=False, description="JWT access token or developer API key")
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)]
+
+
+def _bearer_token(credentials: HTTPAuthorizationCredentials | None) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
+        raise Unauthorized("Authentication is required.", code="token_invalid")
+    return credentials.credentials
+
+
+async def authenticate_access_token(
+    token: str, session: AsyncSession, redis: aioredis.Redis
+) -> tuple[User, TokenClaims]:
+    """Validate an access JWT, refuse revoked sessions, and load an active user."""
+    claims = decode_token(token, "access")
+    if await redis.exists(revoked_session_key(claims.session_id)):
+        raise Unauthorized("The session has ended.", code="token_invalid")
+    user = await session.get(User, claims.user_id)
+    if user is None or not user.is_active:
+        raise Unauthorized("The account is not active.", code="token_invalid")
+    return user, claims
+
+
+async def get_token_claims(
+    credentials: BearerDep, session: SessionDep, redis: RedisDep
+) -> tuple[User, TokenClaims]:
+    return await authenticate_access_token(_bearer_token(credentials), session, redis)
+
+
+async def get_current_user(
+    authenticated: Annotated[tuple[User, TokenClaims], Depends(get_token_claims)],
+) -> User:
+    return authenticated[0]
+
+
+AccessToken = Annotated[tuple[User, TokenClaims], Depends(get_token_claims)]
+CurrentUser = Annotated[User, Depends(get_current_user)]

@@ -1,0 +1,45 @@
+"""Celery configuration (lowercase settings), read by `core.celery_app`.
+
+Queues keep kinds of work apart so a flood of chats never starves the rest:
+`chat` (streaming generations, I/O pool), `default` (titles, provisioning),
+`maintenance` (beat jobs).
+"""
+
+from kombu import Queue
+
+from core.config import settings
+
+broker_url = settings.celery_broker_url
+broker_connection_retry_on_startup = True
+# Redis redelivers an unacknowledged task after this; it must exceed the longest
+# generation or a still-running task would be handed to a second worker.
+broker_transport_options = {"visibility_timeout": settings.generation_timeout_seconds + 300}
+
+task_serializer = "json"
+result_serializer = "json"
+accept_content = ["json"]
+task_ignore_result = True
+result_backend = None
+timezone = "UTC"
+enable_utc = True
+
+task_queues = (Queue("chat"), Queue("default"), Queue("maintenance"))
+task_default_queue = "default"
+task_routes = {
+    "workers.chat.*": {"queue": "chat"},
+    "workers.completions.*": {"queue": "chat"},
+    "workers.titles.*": {"queue": "default"},
+    "workers.plugin.*": {"queue": "default"},
+    "workers.maintenance.*": {"queue": "maintenance"},
+}
+
+# Long I/O tasks: a worker takes only what it can start now.
+worker_prefetch_multiplier = 1
+worker_send_task_events = True
+task_send_sent_event = True
+worker_hijack_root_logger = False
+
+# Every task module a worker loads; the API never imports them.
+imports: tuple[str, ...] = ()
+
+beat_schedule: dict[str, dict] = {}

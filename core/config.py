@@ -1,0 +1,220 @@
+"""Every setting Switchboard reads, in one pydantic-settings class.
+
+The API, the workers, beat, Flower and the CLI all import the module-level
+`settings`. Names match the configuration table of API.md.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from decimal import Decimal
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Literal
+
+from cryptography.fernet import Fernet
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+PlanName = Literal["free", "pro", "max"]
+PLAN_ORDER: tuple[PlanName, ...] = ("free", "pro", "max")
+
+
+class PlanSpec(BaseModel):
+    """What a plan grants; plans are data so operators can retune them."""
+
+    default_model: str
+    monthly_requests: int
+    rpm: int
+    max_api_keys: int
+
+
+class ModelSpec(BaseModel):
+    """One model of the platform catalogue and who may use it."""
+
+    provider: str
+    min_plan: PlanName
+    context_window: int = 32_000
+    # USD per million tokens, used for `usage_records.cost`.
+    input_price: Decimal = Decimal("0")
+    output_price: Decimal = Decimal("0")
+
+
+DEFAULT_PLANS: dict[str, PlanSpec] = {
+    "free": PlanSpec(
+        default_model="deepseek-chat", monthly_requests=10_000, rpm=20, max_api_keys=5
+    ),
+    "pro": PlanSpec(
+        default_model="moonshot-v1-32k", monthly_requests=100_000, rpm=60, max_api_keys=20
+    ),
+    "max": PlanSpec(
+        default_model="claude-3-5-sonnet-latest",
+        monthly_requests=1_000_000,
+        rpm=300,
+        max_api_keys=20,
+    ),
+}
+
+DEFAULT_MODELS: dict[str, ModelSpec] = {
+    "deepseek-chat": ModelSpec(
+        provider="deepseek",
+        min_plan="free",
+        context_window=64_000,
+        input_price=Decimal("0.27"),
+        output_price=Decimal("1.10"),
+    ),
+    "moonshot-v1-32k": ModelSpec(
+        provider="kimi",
+        min_plan="pro",
+        context_window=32_000,
+        input_price=Decimal("1.70"),
+        output_price=Decimal("1.70"),
+    ),
+    "claude-3-5-sonnet-latest": ModelSpec(
+        provider="anthropic",
+        min_plan="max",
+        context_window=200_000,
+        input_price=Decimal("3.00"),
+        output_price=Decimal("15.00"),
+    ),
+}
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env", env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+    )
+
+    environment: Literal["development", "production"] = "development"
+    database_url: str | None = None
+    redis_url: str | None = None
+    # The Celery broker; defaults to REDIS_URL (one Redis for everything).
+    broker_url: str | None = None
+    data_dir: Path = Path("./.data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    flower_port: int = 5555
+    flower_basic_auth: str | None = None
+
+    secret_key: str | None = None
+    encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    access_token_ttl_seconds: int = 3600
+    refresh_token_ttl_seconds: int = 7 * 24 * 3600
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Peers whose X-Forwarded-Proto / X-Forwarded-For we believe.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"]
+    )
+    allow_private_model_urls: bool = False
+
+    deepseek_api_key: str | None = None
+    deepseek_base_url: str = "https://api.deepseek.com"
+    kimi_api_key: str | None = None
+    kimi_base_url: str = "https://api.moonshot.cn/v1"
+    anthropic_api_key: str | None = None
+    anthropic_base_url: str = "https://api.anthropic.com"
+
+    plugin_api_base_url: str = "http://localhost:8045"
+    plugin_api_admin_key: str | None = None
+
+    apple_client_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    apple_jwks_url: str = "https://appleid.apple.com/auth/keys"
+    apple_issuer: str = "https://appleid.apple.com"
+
+    linuxdo_client_id: str | None = None
+    linuxdo_client_secret: str | None = None
+    linuxdo_authorize_url: str = "https://connect.linux.do/oauth2/authorize"
+    linuxdo_token_url: str = "https://connect.linux.do/oauth2/token"
+    linuxdo_userinfo_url: str = "https://connect.linux.do/api/user"
+
+    plans: dict[str, PlanSpec] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
+    models: dict[str, ModelSpec] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
+
+    # Workers: threads per worker process for streaming chats.
+    worker_concurrency: int = 100
+    # Upper bound of one generation; the broker's visibility timeout sits above it.
+    generation_timeout_seconds: int = 600
+
+    @field_validator(
+        "encryption_keys", "cors_origins", "trusted_proxies", "apple_client_ids", mode="before"
+    )
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _require_or_generate_secrets(self) -> Settings:
+        if self.environment == "production":
+            missing = [
+                name
+                for name, value in (
+                    ("SECRET_KEY", self.secret_key),
+                    ("ENCRYPTION_KEYS", self.encryption_keys),
+                )
+                if not value
+            ]
+            if missing:
+                raise ValueError(
+                    f"{' and '.join(missing)} must be set when ENVIRONMENT=production "
+                    "(development generates them under DATA_DIR; production never does)"
+                )
+            return self
+        if not self.secret_key or not self.encryption_keys or not self.flower_basic_auth:
+            generated = _load_or_create_dev_secrets(self.data_dir)
+            self.secret_key = self.secret_key or generated["secret_key"]
+            self.encryption_keys = self.encryption_keys or generated["encryption_keys"]
+            self.flower_basic_auth = self.flower_basic_auth or generated["flower_basic_auth"]
+        return self
+
+    @cached_property
+    def plan_names(self) -> tuple[str, ...]:
+        return tuple(name for name in PLAN_ORDER if name in self.plans)
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise RuntimeError(
+                "DATABASE_URL is not set: start the stack with `make run` "
+                "(it provides an embedded PostgreSQL) or set DATABASE_URL"
+            )
+        return self.database_url
+
+    @property
+    def celery_broker_url(self) -> str:
+        return self.broker_url or self.require_redis_url()
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise RuntimeError(
+                "REDIS_URL is not set: start the stack with `make run` "
+                "(it provides an embedded Redis-protocol server) or set REDIS_URL"
+            )
+        return self.redis_url
+
+
+def _load_or_create_dev_secrets(data_dir: Path) -> dict:
+    """Development secrets live in DATA_DIR so tokens and ciphertexts survive restarts."""
+    path = data_dir / "dev-secrets.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    data_dir.mkdir(parents=True, exist_ok=True)
+    generated = {
+        "secret_key": secrets.token_urlsafe(48),
+        "encryption_keys": [Fernet.generate_key().decode()],
+        "flower_basic_auth": f"admin:{secrets.token_urlsafe(12)}",
+    }
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(generated, indent=2))
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return generated
+
+
+settings = Settings()

@@ -1,0 +1,54 @@
+"""Redis clients, one pool per process.
+
+Two async clients for the API: `redis_client()` for ordinary commands (short
+timeouts, so a dead Redis fails a request quickly) and `blocking_redis()` for
+`XREAD BLOCK`, which must have no socket timeout or an idle stream would be
+cut after the client's default (5 s in redis-py 8).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import redis
+import redis.asyncio as aioredis
+
+from core.config import settings
+
+COMMAND_TIMEOUT = 5.0
+
+
+@cache
+def redis_client() -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        settings.require_redis_url(),
+        decode_responses=True,
+        socket_timeout=COMMAND_TIMEOUT,
+        socket_connect_timeout=COMMAND_TIMEOUT,
+        health_check_interval=30,
+        max_connections=512,
+    )
+
+
+@cache
+def blocking_redis() -> aioredis.Redis:
+    return aioredis.Redis.from_url(
+        settings.require_redis_url(),
+        decode_responses=True,
+        socket_timeout=None,
+        socket_connect_timeout=COMMAND_TIMEOUT,
+        max_connections=4096,
+    )
+
+
+@cache
+def sync_redis() -> redis.Redis:
+    """For workers and CLI code: thread-safe pool shared by the worker's threads."""
+    return redis.Redis.from_url(
+        settings.require_redis_url(),
+        decode_responses=True,
+        socket_timeout=COMMAND_TIMEOUT,
+        socket_connect_timeout=COMMAND_TIMEOUT,
+        health_check_interval=30,
+        max_connections=1024,
+    )

@@ -1,0 +1,217 @@
+"""Shared fixtures: a real PostgreSQL database and Redis db for the tests, the API
+and a Celery worker as real processes, and authenticated clients.
+
+The environment is fixed here, before any application module is imported, so
+the settings object of this process and of every process the tests start
+agree. `SB_TEST_SLOT` (0-3) gives parallel test runs on one machine their own
+database and Redis db indexes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SLOT = int(os.environ.get("SB_TEST_SLOT", "0"))
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+def _with_redis_db(url: str, index: int) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{index}"))
+
+
+if not os.environ.get("DATABASE_URL") or not os.environ.get("REDIS_URL"):
+    raise pytest.UsageError(
+        "DATABASE_URL and REDIS_URL must be set; run the tests with `make test`, "
+        "which starts embedded servers when they are not"
+    )
+
+TEST_DATABASE = f"switchboard_test{SLOT or ''}"
+TEST_ENV = {
+    "ENVIRONMENT": "development",
+    "DATABASE_URL": _with_database(os.environ["DATABASE_URL"], TEST_DATABASE),
+    "REDIS_URL": _with_redis_db(os.environ["REDIS_URL"], 14 - 2 * SLOT),
+    "BROKER_URL": _with_redis_db(os.environ["REDIS_URL"], 15 - 2 * SLOT),
+    "DATA_DIR": tempfile.mkdtemp(prefix="switchboard-test-data-"),
+    "SECRET_KEY": "test-secret-key-that-is-long-enough-for-hs256-0123456789",
+    # Two keys: the first encrypts, both decrypt (rotation is tested with them).
+    "ENCRYPTION_KEYS": "GRq6FSytCgUxhvcMQDfH-ZLILxhzy2s1AvLv0kxmzZw=,"
+    "479dGZ5nsaxRlDvtaA10pv_l15xjptTZnT_QUj3Nt54=",
+    "FLOWER_BASIC_AUTH": "test:test",
+    "WORKER_CONCURRENCY": "60",
+}
+os.environ.update(TEST_ENV)
+
+from core.config import settings  # noqa: E402  (after the environment is fixed)
+
+
+def _admin_conninfo() -> str:
+    return _with_database(settings.require_database_url(), "postgres").replace(
+        "postgresql+psycopg://", "postgresql://"
+    )
+
+
+def free_port() -> int:
+    from cli.embedded import free_port as _free_port
+
+    return _free_port()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def database() -> Iterator[str]:
+    """A fresh test database, migrated once per session with Alembic."""
+    from cli.migrate import upgrade_database
+
+    with psycopg.connect(_admin_conninfo(), autocommit=True) as conn:
+        conn.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (TEST_DATABASE,),
+        )
+        conn.execute(f'DROP DATABASE IF EXISTS "{TEST_DATABASE}"')
+        conn.execute(f'CREATE DATABASE "{TEST_DATABASE}"')
+    upgrade_database(settings.require_database_url())
+    yield settings.require_database_url()
+
+
+@pytest.fixture(autouse=True)
+def clean_state(database: str) -> Iterator[None]:
+    """Each test starts with empty tables and an empty Redis db (the broker's is separate)."""
+    from sqlalchemy import text
+
+    from core.db import sync_engine
+    from core.redis import sync_redis
+    from models import Base
+
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with sync_engine().begin() as conn:
+        conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    sync_redis().flushdb()
+    yield
+
+
+class ServiceProcess:
+    """A project process (API or worker) started with the test environment."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name = name
+        self.log_path = Path(TEST_ENV["DATA_DIR"]) / f"{name}.log"
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
+        )
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for(self, check, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log_text()[-4000:]}")
+            if check():
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.name} not ready in {timeout} s:\n{self.log_text()[-4000:]}")
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+def start_api(env: dict[str, str], port: int | None = None) -> tuple[ServiceProcess, str]:
+    port = port or free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.app:create_app",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--no-proxy-headers",
+    ]
+    server = ServiceProcess(f"api-{port}", argv, env)
+    base_url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        try:
+            return httpx.get(base_url + "/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    server.wait_for(ready)
+    return server, base_url
+
+
+def start_worker(
+    env: dict[str, str], name: str = "worker", concurrency: int = 60
+) -> ServiceProcess:
+    argv = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        "--queues=chat,default,maintenance",
+        "--pool=threads",
+        f"--concurrency={concurrency}",
+        f"--hostname={name}-{os.getpid()}@%h",
+        "--loglevel=INFO",
+        "--without-mingle",
+        "--without-gossip",
+    ]
+    worker = ServiceProcess(name, argv, env)
+    worker.wait_for(lambda: " ready." in worker.log_text(), timeout=60)
+    return worker
+
+
+@pytest.fixture(scope="session")
+def service_env() -> dict[str, str]:
+    """Environment of the processes the tests start; fakes add their URLs here."""
+    return {**os.environ, **TEST_ENV}
+
+
+@pytest.fixture(scope="session")
+def api_server(service_env: dict[str, str]) -> Iterator[str]:
+    server, base_url = start_api(service_env)
+    yield base_url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def celery_worker(service_env: dict[str, str], database: str) -> Iterator[ServiceProcess]:
+    worker = start_worker(service_env)
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+async def client(api_server: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_server, timeout=30) as http:
+        yield http

@@ -1,0 +1,1 @@
+"""Celery workers: they call the providers and stream tokens back through Redis."""
