@@ -23,6 +23,10 @@ import psycopg
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+# Fixture modules per domain (fake upstreams and their fixtures).
+pytest_plugins: list[str] = []
+# Session fixtures returning env vars (e.g. fake upstream URLs) for the processes the tests start.
+ENV_FIXTURES: list[str] = []
 SLOT = int(os.environ.get("SB_TEST_SLOT", "0"))
 
 
@@ -192,9 +196,12 @@ def start_worker(
 
 
 @pytest.fixture(scope="session")
-def service_env() -> dict[str, str]:
-    """Environment of the processes the tests start; fakes add their URLs here."""
-    return {**os.environ, **TEST_ENV}
+def service_env(request: pytest.FixtureRequest) -> dict[str, str]:
+    """Environment of the processes the tests start, with the fakes' URLs (ENV_FIXTURES)."""
+    env = {**os.environ, **TEST_ENV}
+    for name in ENV_FIXTURES:
+        env.update(request.getfixturevalue(name))
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -215,3 +222,50 @@ def celery_worker(service_env: dict[str, str], database: str) -> Iterator[Servic
 async def client(api_server: str) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=api_server, timeout=30) as http:
         yield http
+
+
+class TestUser:
+    """A user made directly in the database, with a live session and access token."""
+
+    def __init__(self, user_id, email: str, access_token: str, session_id) -> None:
+        self.id = user_id
+        self.email = email
+        self.access_token = access_token
+        self.session_id = session_id
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+@pytest.fixture
+def make_user(database: str):
+    """Factory: `make_user(plan="pro")` inserts a user and opens a session for it."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from core.db import worker_session
+    from core.security import create_token, hash_token
+    from models import AuthSession, User
+
+    def factory(plan: str = "free", email: str | None = None, **fields) -> TestUser:
+        user_id, session_id = uuid.uuid4(), uuid.uuid4()
+        email = email or f"user-{user_id.hex[:10]}@example.com"
+        refresh, _ = create_token(user_id, session_id, "refresh")
+        with worker_session() as session:
+            session.add(
+                User(id=user_id, email=email, username=f"u{user_id.hex[:12]}", plan=plan, **fields)
+            )
+            session.flush()
+            session.add(
+                AuthSession(
+                    id=session_id,
+                    user_id=user_id,
+                    refresh_token_hash=hash_token(refresh),
+                    expires_at=datetime.now(UTC) + timedelta(days=7),
+                )
+            )
+        access, _ = create_token(user_id, session_id, "access")
+        return TestUser(user_id, email, access, session_id)
+
+    return factory
