@@ -9,6 +9,7 @@ in order; if any child dies the others are stopped too.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -148,6 +149,7 @@ class Stack:
             log.info("database migrated to head")
             for child in child_commands(self.settings):
                 self._spawn(child, env)
+            self._write_state(env)
             self._announce()
             return self._supervise()
         finally:
@@ -169,6 +171,21 @@ class Stack:
             target=_pipe_output, args=(child.name, child.process.stdout), daemon=True
         ).start()
         self.children.append(child)
+
+    @property
+    def state_file(self) -> Path:
+        return self.settings.data_dir.resolve() / "stack.json"
+
+    def _write_state(self, env: dict[str, str]) -> None:
+        """Where everything runs, for operators (psql, alembic, redis-cli) while the stack is up."""
+        state = {
+            "pid": os.getpid(),
+            "database_url": env["DATABASE_URL"],
+            "redis_url": env["REDIS_URL"],
+            "api": f"http://{self.settings.host}:{self.settings.port}",
+            "flower": f"http://127.0.0.1:{self.settings.flower_port}",
+        }
+        self.state_file.write_text(json.dumps(state, indent=2))
 
     def _announce(self) -> None:
         s = self.settings
@@ -214,6 +231,7 @@ class Stack:
                 child.process.kill()
                 child.process.wait()
         self.children.clear()
+        self.state_file.unlink(missing_ok=True)
         if self.redis:
             self.redis.stop()
             self.redis = None

@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     port: int = 8000
     flower_port: int = 5555
     flower_basic_auth: str | None = None
+    # JSON lines for log shippers; text is easier to read in a terminal.
+    log_format: Literal["json", "text"] = "text"
 
     secret_key: str | None = None
     encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
