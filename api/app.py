@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routes import health
+from api.routes import admin, auth, health, user
 from core.config import Settings, settings
 from core.db import async_engine
 from core.logging import configure_logging
@@ -76,4 +76,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
         )
     app.add_middleware(RequestContextMiddleware, settings=app_settings)
     app.include_router(health.router)
+    app.include_router(auth.router)
+    app.include_router(user.router)
+    app.include_router(admin.router)
     return app

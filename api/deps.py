@@ -7,7 +7,7 @@ from typing import Annotated
 
 import redis.asyncio as aioredis
 from fastapi import Depends
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.db import async_session_factory
@@ -52,8 +52,18 @@ async def authenticate_access_token(
     return user, claims
 
 
+# Declared so /docs' Authorize button can sign in with email and password; the token it
+# then sends arrives in the same Authorization header that `bearer_scheme` reads.
+password_flow = OAuth2PasswordBearer(
+    tokenUrl="/v1/auth/login", auto_error=False, description="Email as username, and password"
+)
+
+
 async def get_token_claims(
-    credentials: BearerDep, session: SessionDep, redis: RedisDep
+    credentials: BearerDep,
+    session: SessionDep,
+    redis: RedisDep,
+    _documented: Annotated[str | None, Depends(password_flow)],
 ) -> tuple[User, TokenClaims]:
     return await authenticate_access_token(_bearer_token(credentials), session, redis)
 

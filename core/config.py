@@ -81,6 +81,29 @@ DEFAULT_MODELS: dict[str, ModelSpec] = {
 }
 
 
+class OAuthProviderSpec(BaseModel):
+    """An OAuth2 authorization-code provider; a new provider is one more of these."""
+
+    client_id: str
+    client_secret: str
+    authorize_url: str
+    token_url: str
+    userinfo_url: str
+    scope: str = ""
+    # How the client authenticates at the token endpoint (RFC 6749 section 2.3.1).
+    token_auth: Literal["basic", "post"] = "basic"
+    subject_field: str = "id"
+    email_field: str | None = "email"
+    username_field: str | None = "username"
+    name_field: str | None = "name"
+    avatar_field: str | None = "avatar_url"
+    # Profile fields that must be true (or false) for the account to be let in.
+    require_true: list[str] = Field(default_factory=list)
+    require_false: list[str] = Field(default_factory=list)
+    # Whether the provider only hands out confirmed emails; only then do we link by email.
+    emails_verified: bool = False
+
+
 def _split_csv(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -126,6 +149,14 @@ class Settings(BaseSettings):
 
     plugin_api_base_url: str = "http://localhost:8045"
     plugin_api_admin_key: str | None = None
+    # A slower or unreachable plug-in-api answers 503 rather than holding requests.
+    plugin_api_timeout_seconds: float = 30.0
+    # Provisioning retry n waits min(base * 2**n, max) seconds, jittered, up to max_attempts.
+    plugin_provision_max_attempts: int = 8
+    plugin_provision_backoff_seconds: float = 2.0
+    plugin_provision_backoff_max_seconds: float = 300.0
+    # Beat re-queues pending/failed accounts untouched this long (above the backoff cap).
+    plugin_provision_stuck_seconds: int = 900
 
     apple_client_ids: Annotated[list[str], NoDecode] = Field(default_factory=list)
     apple_jwks_url: str = "https://appleid.apple.com/auth/keys"
@@ -136,6 +167,12 @@ class Settings(BaseSettings):
     linuxdo_authorize_url: str = "https://connect.linux.do/oauth2/authorize"
     linuxdo_token_url: str = "https://connect.linux.do/oauth2/token"
     linuxdo_userinfo_url: str = "https://connect.linux.do/api/user"
+    # More OAuth2 providers as JSON: {"name": {OAuthProviderSpec fields}}.
+    oauth_providers: dict[str, OAuthProviderSpec] = Field(default_factory=dict)
+
+    login_max_attempts_per_account: int = 5
+    login_max_attempts_per_ip: int = 50
+    login_attempt_window_seconds: int = 900
 
     plans: dict[str, PlanSpec] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
     models: dict[str, ModelSpec] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
@@ -179,6 +216,23 @@ class Settings(BaseSettings):
     @cached_property
     def plan_names(self) -> tuple[str, ...]:
         return tuple(name for name in PLAN_ORDER if name in self.plans)
+
+    def oauth_provider(self, name: str) -> OAuthProviderSpec | None:
+        """The configured provider called `name`; Linux.do comes from its LINUXDO_* names."""
+        if name == "linuxdo" and self.linuxdo_client_id and self.linuxdo_client_secret:
+            return OAuthProviderSpec(
+                client_id=self.linuxdo_client_id,
+                client_secret=self.linuxdo_client_secret,
+                authorize_url=self.linuxdo_authorize_url,
+                token_url=self.linuxdo_token_url,
+                userinfo_url=self.linuxdo_userinfo_url,
+                avatar_field="avatar_url",
+                # Linux.do (Discourse) lets in only accounts whose email was confirmed.
+                require_true=["active"],
+                require_false=["silenced"],
+                emails_verified=True,
+            )
+        return self.oauth_providers.get(name)
 
     def require_database_url(self) -> str:
         if not self.database_url:

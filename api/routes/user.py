@@ -1,0 +1,172 @@
+"""The signed-in user: profile, email, password, plan and chat defaults."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from api.deps import AccessToken, CurrentUser, RedisDep, SessionDep
+from api.schemas.user import (
+    AIConfig,
+    EmailChange,
+    PasswordChange,
+    PlanOut,
+    ProfileUpdate,
+    UserOut,
+)
+from core.accounts import get_user_by_email, hash_password, normalize_email, verify_password
+from core.auth_sessions import revoke_user_sessions
+from core.errors import Conflict, Forbidden, NotFound, Unauthorized
+from core.login_limits import forget_login_attempts, reserve_login_attempt
+from core.plans import model_spec, models_for_plan, plan_allows, plan_spec
+from models import ModelConfig, User, UserAIConfig
+
+router = APIRouter(prefix="/v1/user", tags=["user"])
+
+
+async def _check_current_password(
+    user: User, password: str, redis: RedisDep, request: Request
+) -> None:
+    # A stolen access token must not become an unlimited password oracle.
+    ip_address = request.client.host if request.client else None
+    await reserve_login_attempt(redis, user.email, ip_address)
+    valid, _ = await verify_password(password, user.password_hash)
+    if not valid:
+        raise Unauthorized("The current password is incorrect.", code="invalid_credentials")
+    await forget_login_attempts(redis, user.email, ip_address)
+
+
+@router.get("/profile", response_model=UserOut, status_code=200, operation_id="user-get-profile")
+async def get_profile(user: CurrentUser) -> User:
+    return user
+
+
+@router.put("/profile", response_model=UserOut, status_code=200, operation_id="user-update-profile")
+async def update_profile(body: ProfileUpdate, user: CurrentUser, session: SessionDep) -> User:
+    changes = body.model_dump(exclude_unset=True)
+    username = changes.get("username")
+    if username is not None and username.lower() != user.username.lower():
+        taken = await session.scalar(
+            select(User.id).where(func.lower(User.username) == username.lower())
+        )
+        if taken is not None:
+            raise Conflict("That username is already taken.", code="username_taken")
+    if "username" in changes and changes["username"] is None:
+        # Every account keeps a username; null means "leave it".
+        del changes["username"]
+    for field, value in changes.items():
+        setattr(user, field, value)
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise Conflict("That username is already taken.", code="username_taken") from None
+    return user
+
+
+@router.post("/email", response_model=UserOut, status_code=200, operation_id="user-change-email")
+async def change_email(
+    body: EmailChange, user: CurrentUser, session: SessionDep, redis: RedisDep, request: Request
+) -> User:
+    await _check_current_password(user, body.current_password, redis, request)
+    email = normalize_email(body.email)
+    if email != user.email:
+        if await get_user_by_email(session, email) is not None:
+            raise Conflict("An account with that email already exists.", code="email_taken")
+        user.email = email
+        try:
+            await session.commit()
+        except IntegrityError:
+            await session.rollback()
+            raise Conflict(
+                "An account with that email already exists.", code="email_taken"
+            ) from None
+    return user
+
+
+@router.post(
+    "/password",
+    status_code=204,
+    response_class=Response,
+    operation_id="user-change-password",
+    summary="Change the password; every other session of the account is ended",
+)
+async def change_password(
+    body: PasswordChange,
+    authenticated: AccessToken,
+    session: SessionDep,
+    redis: RedisDep,
+    request: Request,
+) -> Response:
+    user, claims = authenticated
+    await _check_current_password(user, body.current_password, redis, request)
+    user.password_hash = await hash_password(body.new_password)
+    await session.commit()
+    await revoke_user_sessions(session, redis, user.id, "password_change", keep=claims.session_id)
+    return Response(status_code=204)
+
+
+@router.get("/plan", response_model=PlanOut, status_code=200, operation_id="user-get-plan")
+async def get_plan(user: CurrentUser) -> PlanOut:
+    spec = plan_spec(user.plan)
+    return PlanOut(
+        plan=user.plan,
+        monthly_quota=spec.monthly_requests,
+        quota_used=user.quota_used,
+        quota_remaining=max(spec.monthly_requests - user.quota_used, 0),
+        quota_reset_at=user.quota_reset_at,
+        rpm=spec.rpm,
+        max_api_keys=spec.max_api_keys,
+        models=models_for_plan(user.plan),
+    )
+
+
+def _ai_config_out(config: UserAIConfig | None) -> AIConfig:
+    if config is None:
+        return AIConfig()
+    return AIConfig(
+        default_model=config.default_model,
+        model_config_id=config.model_config_id,
+        system_prompt=config.system_prompt,
+        temperature=config.temperature,
+    )
+
+
+@router.get(
+    "/ai-config", response_model=AIConfig, status_code=200, operation_id="user-get-ai-config"
+)
+async def get_ai_config(user: CurrentUser, session: SessionDep) -> AIConfig:
+    return _ai_config_out(await session.get(UserAIConfig, user.id))
+
+
+@router.put(
+    "/ai-config", response_model=AIConfig, status_code=200, operation_id="user-update-ai-config"
+)
+async def update_ai_config(body: AIConfig, user: CurrentUser, session: SessionDep) -> AIConfig:
+    if body.default_model is not None:
+        if model_spec(body.default_model) is None:
+            raise NotFound(f"There is no model called {body.default_model!r}.")
+        if not plan_allows(user.plan, body.default_model):
+            raise Forbidden(
+                f"The {user.plan} plan may not use {body.default_model!r}.",
+                code="model_not_allowed",
+            )
+    if body.model_config_id is not None:
+        owned = await session.scalar(
+            select(ModelConfig.id).where(
+                ModelConfig.id == body.model_config_id, ModelConfig.user_id == user.id
+            )
+        )
+        if owned is None:
+            raise NotFound("Model config not found.")
+    config = await session.get(UserAIConfig, user.id)
+    if config is None:
+        config = UserAIConfig(user_id=user.id)
+        session.add(config)
+    config.default_model = body.default_model
+    config.model_config_id = body.model_config_id
+    config.system_prompt = body.system_prompt
+    config.temperature = body.temperature
+    await session.commit()
+    return _ai_config_out(config)

@@ -1,0 +1,20 @@
+"""Superuser operations on accounts."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from api.schemas.user import UserOut
+
+
+class AdminUserOut(UserOut):
+    is_superuser: bool
+    quota_used: int
+
+
+class PlanChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    plan: Literal["free", "pro", "max"] = Field(examples=["pro"])

@@ -1,0 +1,204 @@
+"""Accounts: password hashing, creating users on every sign-up path, linking external identities.
+
+Every path that creates a user goes through `_commit_new_user`, which commits
+and then fires the "user created" hook exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import uuid
+from calendar import monthrange
+from dataclasses import dataclass
+from datetime import datetime
+
+from anyio import to_thread
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from core.errors import Conflict
+from core.security import DUMMY_PASSWORD_HASH, password_hasher
+from core.user_events import user_created
+from models import OAuthIdentity, User
+from models.base import utcnow
+
+USERNAME_MAX = 50
+_USERNAME_UNSAFE = re.compile(r"[^a-z0-9_]+")
+
+
+def normalize_email(email: str) -> str:
+    return email.strip().lower()
+
+
+async def hash_password(password: str) -> str:
+    # Argon2id takes tens of milliseconds of CPU: keep it off the event loop.
+    return await to_thread.run_sync(password_hasher.hash, password)
+
+
+async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
+    """Return (valid, upgraded hash or None); an absent hash still costs one verification."""
+    if password_hash is None:
+        await to_thread.run_sync(password_hasher.verify, password, DUMMY_PASSWORD_HASH)
+        return False, None
+    return await to_thread.run_sync(password_hasher.verify_and_update, password, password_hash)
+
+
+def add_months(moment: datetime, months: int = 1) -> datetime:
+    """Same day and time `months` later, clamped to the month's last day (Jan 31 -> Feb 28)."""
+    index = moment.month - 1 + months
+    year, month = moment.year + index // 12, index % 12 + 1
+    return moment.replace(year=year, month=month, day=min(moment.day, monthrange(year, month)[1]))
+
+
+async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
+    return await session.scalar(select(User).where(User.email == normalize_email(email)))
+
+
+async def _username_taken(session: AsyncSession, username: str) -> bool:
+    found = await session.scalar(
+        select(User.id).where(func.lower(User.username) == username.lower())
+    )
+    return found is not None
+
+
+async def _free_username(session: AsyncSession, hint: str) -> str:
+    """A free username derived from `hint` (an email's local part or a provider's login)."""
+    base = _USERNAME_UNSAFE.sub("_", hint.split("@")[0].lower()).strip("_")[:40] or "user"
+    if len(base) < 3:
+        base = f"{base}_user"
+    candidate = base
+    while await _username_taken(session, candidate):
+        candidate = f"{base}_{secrets.randbelow(1_000_000):06d}"
+    return candidate
+
+
+def _conflict_from(error: IntegrityError) -> Conflict:
+    text = str(error.orig)
+    if "uq_users_username" in text:
+        return Conflict("That username is already taken.", code="username_taken")
+    if "uq_users_email" in text:
+        return Conflict("An account with that email already exists.", code="email_taken")
+    raise error
+
+
+async def _commit_new_user(session: AsyncSession, user: User) -> User:
+    try:
+        await session.commit()
+    except IntegrityError as error:
+        await session.rollback()
+        raise _conflict_from(error) from None
+    await user_created(user.id)
+    return user
+
+
+def _new_user(**fields) -> User:
+    now = utcnow()
+    return User(
+        id=uuid.uuid4(),
+        quota_period_start_at=now,
+        quota_reset_at=add_months(now),
+        **fields,
+    )
+
+
+async def register_user(
+    session: AsyncSession,
+    *,
+    email: str,
+    password: str,
+    username: str | None = None,
+    full_name: str | None = None,
+    is_superuser: bool = False,
+) -> User:
+    email = normalize_email(email)
+    if await get_user_by_email(session, email) is not None:
+        raise Conflict("An account with that email already exists.", code="email_taken")
+    if username is not None and await _username_taken(session, username):
+        raise Conflict("That username is already taken.", code="username_taken")
+    user = _new_user(
+        email=email,
+        username=username or await _free_username(session, email),
+        password_hash=await hash_password(password),
+        full_name=full_name,
+        is_superuser=is_superuser,
+    )
+    session.add(user)
+    return await _commit_new_user(session, user)
+
+
+@dataclass(frozen=True, slots=True)
+class ExternalProfile:
+    """What an identity provider tells us about a person."""
+
+    provider: str
+    subject: str
+    email: str | None
+    email_verified: bool
+    username_hint: str | None = None
+    full_name: str | None = None
+    avatar_url: str | None = None
+
+
+def _placeholder_email(provider: str, subject: str) -> str:
+    # Unique and never deliverable (RFC 2606 `.invalid`): the account has no usable email yet.
+    return f"{provider}-{uuid.uuid5(uuid.NAMESPACE_URL, f'{provider}:{subject}').hex}@users.invalid"
+
+
+async def sign_in_external(session: AsyncSession, profile: ExternalProfile) -> User:
+    """The user behind an external identity: the linked one, one with the same verified email,
+    or a new account."""
+    identity = await session.scalar(
+        select(OAuthIdentity)
+        .where(OAuthIdentity.provider == profile.provider, OAuthIdentity.subject == profile.subject)
+        .options(selectinload(OAuthIdentity.user))
+    )
+    if identity is not None:
+        return identity.user
+
+    email = normalize_email(profile.email) if profile.email else None
+    existing = None
+    if email and profile.email_verified:
+        existing = await get_user_by_email(session, email)
+    if existing is not None:
+        session.add(
+            OAuthIdentity(
+                provider=profile.provider,
+                subject=profile.subject,
+                user_id=existing.id,
+                email=email,
+            )
+        )
+        try:
+            await session.commit()
+        except IntegrityError:
+            # A concurrent first sign-in with the same identity linked it first.
+            await session.rollback()
+            return await sign_in_external(session, profile)
+        return existing
+
+    # An unverified (or already used) email must not claim the address for this account.
+    if not email or not profile.email_verified or await get_user_by_email(session, email):
+        email = _placeholder_email(profile.provider, profile.subject)
+    user = _new_user(
+        email=email,
+        username=await _free_username(session, profile.username_hint or email),
+        full_name=profile.full_name[:200] if profile.full_name else None,
+        avatar_url=profile.avatar_url if len(profile.avatar_url or "") <= 2048 else None,
+    )
+    session.add(user)
+    session.add(
+        OAuthIdentity(
+            provider=profile.provider,
+            subject=profile.subject,
+            user_id=user.id,
+            email=normalize_email(profile.email) if profile.email else None,
+        )
+    )
+    try:
+        return await _commit_new_user(session, user)
+    except IntegrityError:
+        await session.rollback()
+        return await sign_in_external(session, profile)
