@@ -24,7 +24,7 @@ from core.errors import Unauthorized, Unavailable, UpstreamError
 ALGORITHM = "RS256"
 LEEWAY_SECONDS = 60
 JWKS_TIMEOUT = 5.0
-REFETCH_COOLDOWN_SECONDS = 5.0
+REFETCH_COOLDOWN_SECONDS = 2.0
 
 
 class _JwksCache:

@@ -49,15 +49,15 @@ class FakeApple:
         self.jwks_requests += 1
         return JSONResponse({"keys": [self._jwk(kid) for kid in self.published]})
 
-    def issue(self, sub: str, kid: str | None = None, **overrides: Any) -> str:
+    def issue(self, subject: str, kid: str | None = None, **overrides: Any) -> str:
         now = int(time.time())
         claims: dict[str, Any] = {
             "iss": ISSUER,
             "aud": CLIENT_ID,
             "exp": now + 600,
             "iat": now,
-            "sub": sub,
-            "email": f"{sub}@privaterelay.appleid.com",
+            "sub": subject,
+            "email": f"{subject}@privaterelay.appleid.com",
             "email_verified": "true",
             "is_private_email": "true",
             "auth_time": now,
