@@ -77,6 +77,14 @@ def _field(profile: dict[str, Any], name: str | None) -> str | None:
     return str(value) or None
 
 
+def _oauth_error(answer: httpx.Response) -> str | None:
+    try:
+        body = answer.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
+
+
 async def _exchange_and_read_profile(
     spec: OAuthProviderSpec, code: str, redirect_uri: str
 ) -> dict[str, Any]:
@@ -90,6 +98,10 @@ async def _exchange_and_read_profile(
             token_answer = await http.post(
                 spec.token_url, data=form, auth=auth, headers={"Accept": "application/json"}
             )
+            if token_answer.status_code == 400 and _oauth_error(token_answer) == "invalid_grant":
+                raise AppError(
+                    "The sign-in code is invalid, expired or already used.", code="invalid_grant"
+                )
             if token_answer.status_code != 200:
                 raise UpstreamError(
                     f"The provider refused the sign-in code (HTTP {token_answer.status_code})."
