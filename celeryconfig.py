@@ -40,6 +40,18 @@ task_send_sent_event = True
 worker_hijack_root_logger = False
 
 # Every task module a worker loads; the API never imports them.
-imports: tuple[str, ...] = ()
+imports: tuple[str, ...] = ("workers.tasks.plugin",)
 
-beat_schedule: dict[str, dict] = {}
+beat_schedule: dict[str, dict] = {
+    # Users whose account never got made (plug-in-api down for longer than the retries).
+    "plugin-requeue-stuck": {
+        "task": "workers.plugin.requeue_stuck",
+        "schedule": 300.0,
+        "options": {"expires": 240},
+    },
+    "plugin-flush-last-used": {
+        "task": "workers.plugin.flush_last_used",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
+}

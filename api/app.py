@@ -10,11 +10,14 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
-from api.routes import admin, auth, health, user
+from api.plugin_accounts import start_provisioning
+from api.plugin_client import close_plugin_client
+from api.routes import admin, auth, health, plugin_api, user
 from core.config import Settings, settings
 from core.db import async_engine
 from core.logging import configure_logging
 from core.redis import blocking_redis, redis_client
+from core.user_events import subscribe
 
 DESCRIPTION = """
 Switchboard is a chat backend for AI apps: accounts and sign-in, conversations
@@ -44,6 +47,7 @@ TAGS = [
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     yield
+    await close_plugin_client()
     await redis_client().aclose()
     await blocking_redis().aclose()
     await async_engine().dispose()
@@ -79,4 +83,6 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(user.router)
     app.include_router(admin.router)
+    app.include_router(plugin_api.router)
+    subscribe(start_provisioning)
     return app

@@ -51,6 +51,10 @@ _OPENAI_TYPES = {
 }
 
 
+def code_for_status(status_code: int) -> str:
+    return _CODES_BY_STATUS.get(status_code, "error")
+
+
 def wants_openai_shape(request: Request) -> bool:
     return request.url.path.startswith(OPENAI_PATHS)
 
@@ -82,7 +86,7 @@ async def _app_error(request: Request, exc: AppError) -> JSONResponse:
 
 
 async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-    code = _CODES_BY_STATUS.get(exc.status_code, "error")
+    code = code_for_status(exc.status_code)
     detail = exc.detail
     if not isinstance(detail, str) or not detail:
         detail = HTTPStatus(exc.status_code).phrase

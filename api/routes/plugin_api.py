@@ -1,0 +1,252 @@
+"""The plug-in-api proxy: each call goes upstream with the caller's own key, never shown to them."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Path, Query, Response
+from sqlalchemy import select
+
+from api.deps import CurrentUser, RedisDep, SessionDep
+from api.plugin_accounts import (
+    PluginCredentials,
+    active_credentials,
+    pending_last_use,
+    record_use,
+)
+from api.plugin_client import call_plugin_api
+from api.schemas.plugin_api import (
+    AccountStatusUpdate,
+    OAuthAuthorizeRequest,
+    OAuthCallbackRequest,
+    PluginAccountOut,
+    PreferenceUpdate,
+)
+from core.plugin_accounts import PENDING
+from models import PluginAccount
+
+router = APIRouter(prefix="/v1/plugin-api", tags=["plugin-api"])
+
+
+async def _caller_id(user: CurrentUser) -> uuid.UUID:
+    # The one place that says who may call: swapping in `Caller` admits developer API keys.
+    return user.id
+
+
+CallerId = Annotated[uuid.UUID, Depends(_caller_id)]
+
+
+async def _credentials(caller_id: CallerId, session: SessionDep) -> PluginCredentials:
+    credentials = await active_credentials(session, caller_id)
+    # Give the pooled connection back before an upstream call that may last its whole timeout.
+    await session.close()
+    return credentials
+
+
+Credentials = Annotated[PluginCredentials, Depends(_credentials)]
+CookieId = Annotated[
+    str, Path(pattern=r"^[A-Za-z0-9_-][A-Za-z0-9_.:-]{0,199}$", examples=["abc123"])
+]
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {"description": "The account is still being provisioned (`plugin_account_pending`)."},
+    502: {"description": "plug-in-api failed (`upstream_error`)."},
+    503: {"description": "plug-in-api is unreachable or too slow (`unavailable`)."},
+}
+_PASSED_ON = "plug-in-api's answer, passed on as it came."
+
+
+async def _forward(
+    credentials: PluginCredentials,
+    redis: RedisDep,
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    params: dict[str, Any] | None = None,
+) -> Response:
+    answer = await call_plugin_api(method, path, credentials.api_key, json=json, params=params)
+    await record_use(redis, credentials.user_id)
+    return answer
+
+
+@router.get(
+    "/key",
+    response_model=PluginAccountOut,
+    status_code=200,
+    operation_id="plugin-api-get-key",
+    summary="The caller's plug-in-api account (never its key)",
+)
+async def get_key(caller_id: CallerId, session: SessionDep, redis: RedisDep) -> PluginAccountOut:
+    account = await session.scalar(select(PluginAccount).where(PluginAccount.user_id == caller_id))
+    if account is None:
+        # The beat re-queue gives every user without an account a pending one.
+        return PluginAccountOut(status=PENDING)
+    unflushed = await pending_last_use(redis, caller_id)
+    last_used_at = max(
+        (moment for moment in (account.last_used_at, unflushed) if moment), default=None
+    )
+    return PluginAccountOut(
+        status=account.status,
+        plugin_user_id=account.plugin_user_id,
+        created_at=account.created_at,
+        last_used_at=last_used_at,
+    )
+
+
+@router.post(
+    "/oauth/authorize",
+    status_code=200,
+    operation_id="plugin-api-oauth-authorize",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def oauth_authorize(
+    body: OAuthAuthorizeRequest, credentials: Credentials, redis: RedisDep
+) -> Response:
+    return await _forward(
+        credentials, redis, "POST", "/api/oauth/authorize", json=body.model_dump()
+    )
+
+
+@router.post(
+    "/oauth/callback",
+    status_code=200,
+    operation_id="plugin-api-oauth-callback",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def oauth_callback(
+    body: OAuthCallbackRequest, credentials: Credentials, redis: RedisDep
+) -> Response:
+    return await _forward(
+        credentials, redis, "POST", "/api/oauth/callback/manual", json=body.model_dump()
+    )
+
+
+@router.get(
+    "/accounts",
+    status_code=200,
+    operation_id="plugin-api-list-accounts",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def list_accounts(credentials: Credentials, redis: RedisDep) -> Response:
+    return await _forward(credentials, redis, "GET", "/api/accounts")
+
+
+@router.get(
+    "/accounts/{cookie_id}",
+    status_code=200,
+    operation_id="plugin-api-get-account",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def get_account(cookie_id: CookieId, credentials: Credentials, redis: RedisDep) -> Response:
+    return await _forward(credentials, redis, "GET", f"/api/accounts/{cookie_id}")
+
+
+@router.put(
+    "/accounts/{cookie_id}/status",
+    status_code=200,
+    operation_id="plugin-api-update-account-status",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def update_account_status(
+    cookie_id: CookieId, body: AccountStatusUpdate, credentials: Credentials, redis: RedisDep
+) -> Response:
+    return await _forward(
+        credentials, redis, "PUT", f"/api/accounts/{cookie_id}/status", json=body.model_dump()
+    )
+
+
+@router.delete(
+    "/accounts/{cookie_id}",
+    status_code=200,
+    operation_id="plugin-api-delete-account",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def delete_account(
+    cookie_id: CookieId, credentials: Credentials, redis: RedisDep
+) -> Response:
+    return await _forward(credentials, redis, "DELETE", f"/api/accounts/{cookie_id}")
+
+
+@router.get(
+    "/accounts/{cookie_id}/quotas",
+    status_code=200,
+    operation_id="plugin-api-get-account-quotas",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def get_account_quotas(
+    cookie_id: CookieId, credentials: Credentials, redis: RedisDep
+) -> Response:
+    return await _forward(credentials, redis, "GET", f"/api/accounts/{cookie_id}/quotas")
+
+
+@router.get(
+    "/quotas/user",
+    status_code=200,
+    operation_id="plugin-api-get-user-quotas",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def get_user_quotas(credentials: Credentials, redis: RedisDep) -> Response:
+    return await _forward(credentials, redis, "GET", "/api/quotas/user")
+
+
+@router.get(
+    "/quotas/shared-pool",
+    status_code=200,
+    operation_id="plugin-api-get-shared-pool-quotas",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def get_shared_pool_quotas(credentials: Credentials, redis: RedisDep) -> Response:
+    return await _forward(credentials, redis, "GET", "/api/quotas/shared-pool")
+
+
+@router.get(
+    "/quotas/consumption",
+    status_code=200,
+    operation_id="plugin-api-get-quota-consumption",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def get_quota_consumption(
+    credentials: Credentials,
+    redis: RedisDep,
+    limit: Annotated[int | None, Query(ge=1, le=1000, examples=[100])] = None,
+    start_date: Annotated[date | None, Query(examples=["2025-01-01"])] = None,
+    end_date: Annotated[date | None, Query(examples=["2025-01-31"])] = None,
+) -> Response:
+    params = {
+        "limit": limit,
+        "start_date": start_date.isoformat() if start_date else None,
+        "end_date": end_date.isoformat() if end_date else None,
+    }
+    return await _forward(credentials, redis, "GET", "/api/quotas/consumption", params=params)
+
+
+@router.get(
+    "/models",
+    status_code=200,
+    operation_id="plugin-api-list-models",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def list_models(credentials: Credentials, redis: RedisDep) -> Response:
+    return await _forward(credentials, redis, "GET", "/v1/models")
+
+
+@router.put(
+    "/preference",
+    status_code=200,
+    operation_id="plugin-api-update-preference",
+    responses={200: {"description": _PASSED_ON}, **_ERRORS},
+)
+async def update_preference(
+    body: PreferenceUpdate, credentials: Credentials, redis: RedisDep
+) -> Response:
+    return await _forward(
+        credentials,
+        redis,
+        "PUT",
+        f"/api/users/{quote(credentials.plugin_user_id, safe='')}/preference",
+        json=body.model_dump(),
+    )

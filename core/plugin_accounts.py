@@ -1,0 +1,64 @@
+"""Plug-in-api account rules shared by the API and the workers.
+
+Statuses, the retry schedule of provisioning, the statement that gives users
+their `pending` row, and the Redis keys where the last use of a key waits to be
+flushed to PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+from sqlalchemy import ColumnElement, exists, func, select
+from sqlalchemy.dialects.postgresql import Insert, insert
+
+from core.config import settings
+from models import PluginAccount, User
+
+PENDING = "pending"
+ACTIVE = "active"
+FAILED = "failed"
+
+# Hash user_id -> ISO timestamp of the last proxied call; the beat job moves it to PostgreSQL.
+LAST_USED_KEY = "plugin:last_used"
+# Where the flush job parks the hash while writing it, so new uses land in a fresh one.
+LAST_USED_FLUSHING_KEY = "plugin:last_used:flushing"
+# Long enough to outlive any outage of PostgreSQL that made a commit fail.
+JOURNAL_TTL_SECONDS = 30 * 24 * 3600
+
+
+def provision_journal_key(user_id: uuid.UUID) -> str:
+    """Where a freshly created upstream account waits until our commit of it succeeds."""
+    return f"plugin:provisioned:{user_id}"
+
+
+def upstream_user_name(user_id: uuid.UUID) -> str:
+    """Our id, not the username: it never changes and leads an operator back to the user."""
+    return f"switchboard-{user_id}"
+
+
+def retry_delay(retries_done: int) -> float:
+    """Exponential backoff with equal jitter, so a recovering plug-in-api is not hit in step."""
+    ceiling = min(
+        settings.plugin_provision_backoff_seconds * 2**retries_done,
+        settings.plugin_provision_backoff_max_seconds,
+    )
+    return ceiling / 2 + random.uniform(0, ceiling / 2)
+
+
+def insert_pending_accounts(*user_filter: ColumnElement[bool]) -> Insert:
+    """Give every matching user without an account a `pending` one; returns their user ids.
+
+    Built from a SELECT on `users` so a user deleted meanwhile is skipped instead of
+    failing the foreign key, and ON CONFLICT so concurrent callers never collide.
+    """
+    missing = select(func.gen_random_uuid(), User.id).where(
+        *user_filter, ~exists().where(PluginAccount.user_id == User.id)
+    )
+    return (
+        insert(PluginAccount)
+        .from_select([PluginAccount.id, PluginAccount.user_id], missing)
+        .on_conflict_do_nothing(index_elements=[PluginAccount.user_id])
+        .returning(PluginAccount.user_id)
+    )
