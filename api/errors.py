@@ -55,10 +55,6 @@ def code_for_status(status_code: int) -> str:
     return _CODES_BY_STATUS.get(status_code, "error")
 
 
-def code_for_status(status_code: int) -> str:
-    return _CODES_BY_STATUS.get(status_code, "error")
-
-
 def wants_openai_shape(request: Request) -> bool:
     return request.url.path.startswith(OPENAI_PATHS)
 
