@@ -40,9 +40,29 @@ task_send_sent_event = True
 worker_hijack_root_logger = False
 
 # Every task module a worker loads; the API never imports them.
-imports: tuple[str, ...] = ("workers.tasks.plugin",)
+imports: tuple[str, ...] = (
+    "workers.tasks.plugin",
+    "workers.tasks.quotas",
+    "workers.tasks.api_keys",
+)
 
 beat_schedule: dict[str, dict] = {
+    # Redis counters to PostgreSQL; a Redis loss then costs at most this interval.
+    "quota-sync": {
+        "task": "workers.maintenance.sync_quotas",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
+    "quota-reset": {
+        "task": "workers.maintenance.reset_quotas",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
+    "api-key-usage-flush": {
+        "task": "workers.maintenance.flush_key_usage",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
     # Users whose account never got made (plug-in-api down for longer than the retries).
     "plugin-requeue-stuck": {
         "task": "workers.plugin.requeue_stuck",

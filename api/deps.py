@@ -1,4 +1,4 @@
-"""FastAPI dependencies as `Annotated` aliases: session, Redis, the current user."""
+"""FastAPI dependencies as `Annotated` aliases: session, Redis, the current user, the caller."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.api_keys import authenticate_api_key, looks_like_api_key
 from core.db import async_session_factory
 from core.errors import Unauthorized
+from core.quota import QuotaSubject, ensure_period, subject_for_user
 from core.redis import redis_client
 from core.security import TokenClaims, decode_token, revoked_session_key
 from models import User
@@ -76,3 +78,22 @@ async def get_current_user(
 
 AccessToken = Annotated[tuple[User, TokenClaims], Depends(get_token_claims)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_caller(
+    credentials: BearerDep,
+    session: SessionDep,
+    redis: RedisDep,
+    _documented: Annotated[str | None, Depends(password_flow)],
+) -> QuotaSubject:
+    """A developer API key (no PostgreSQL query once cached) or a JWT access token."""
+    token = _bearer_token(credentials)
+    if looks_like_api_key(token):
+        return await authenticate_api_key(token, session, redis)
+    user, _ = await authenticate_access_token(token, session, redis)
+    await ensure_period(session, user)
+    return subject_for_user(user)
+
+
+# Routes marked "key ok" in API.md: who is charged, with their plan and key.
+Caller = Annotated[QuotaSubject, Depends(get_caller)]

@@ -212,6 +212,14 @@ def api_server(service_env: dict[str, str]) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def second_api_server(service_env: dict[str, str]) -> Iterator[str]:
+    """Another API replica on the same PostgreSQL and Redis (cross-replica behaviour)."""
+    server, base_url = start_api(service_env)
+    yield base_url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
 def celery_worker(service_env: dict[str, str], database: str) -> Iterator[ServiceProcess]:
     worker = start_worker(service_env)
     yield worker

@@ -1,0 +1,154 @@
+"""Developer API keys: generation, hashing, authentication through a Redis cache,
+and use counters kept in Redis until beat flushes them to PostgreSQL.
+
+A key is `sk-sb-` plus 43 URL-safe random characters (256 bits); only its
+SHA-256 and a display prefix are stored. Authentication reads the cache entry
+`apikey:auth:{sha256}` (one Redis GET, no PostgreSQL), filled from PostgreSQL on
+a miss. Revoking overwrites the entry with a tombstone instead of deleting it:
+a request that read PostgreSQL just before the revoke fills the cache with SET
+NX, which cannot overwrite the tombstone, so no replica accepts the key again.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import uuid
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import redis.asyncio as aioredis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.errors import Unauthorized
+from core.quota import QuotaSubject, ensure_period
+from core.security import hash_token
+from models import ApiKey, User
+
+KEY_PREFIX = "sk-sb-"
+DISPLAY_PREFIX_CHARS = 12
+# A cached key picks up plan changes within this bound; revokes are immediate.
+AUTH_CACHE_TTL_SECONDS = 300
+# Unknown keys are remembered briefly so a flood of guesses does not reach PostgreSQL.
+UNKNOWN_KEY_TTL_SECONDS = 60
+REVOKED = "revoked"
+UNKNOWN = "unknown"
+# Use counters: hash field = key id. Beat renames them aside, writes them, deletes them.
+REQUESTS_KEY = "apikey:requests"
+LAST_USED_KEY = "apikey:last_used"
+REQUESTS_FLUSHING_KEY = "apikey:requests:flushing"
+LAST_USED_FLUSHING_KEY = "apikey:last_used:flushing"
+
+
+def generate_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def display_prefix(key: str) -> str:
+    return key[:DISPLAY_PREFIX_CHARS]
+
+
+def looks_like_api_key(token: str) -> bool:
+    return token.startswith(KEY_PREFIX)
+
+
+def auth_cache_key(key_hash: str) -> str:
+    return f"apikey:auth:{key_hash}"
+
+
+def is_expired(expires_at: datetime | None, now: datetime | None = None) -> bool:
+    return expires_at is not None and expires_at <= (now or datetime.now(UTC))
+
+
+async def authenticate_api_key(
+    token: str, session: AsyncSession, store: aioredis.Redis
+) -> QuotaSubject:
+    """The subject a key charges, or Unauthorized; counts the use in Redis."""
+    key_hash = hash_token(token)
+    cached = await store.get(auth_cache_key(key_hash))
+    if cached is None:
+        cached = await _load_into_cache(key_hash, session, store)
+    if cached in (REVOKED, UNKNOWN):
+        raise Unauthorized("The API key is invalid or revoked.", code="token_invalid")
+    entry = json.loads(cached)
+    expires_at = datetime.fromisoformat(entry["expires_at"]) if entry["expires_at"] else None
+    if is_expired(expires_at):
+        raise Unauthorized("The API key has expired.", code="token_expired")
+    key_id = entry["key_id"]
+    async with store.pipeline(transaction=False) as pipe:
+        pipe.hincrby(REQUESTS_KEY, key_id, 1)
+        pipe.hset(LAST_USED_KEY, key_id, datetime.now(UTC).isoformat())
+        await pipe.execute()
+    return QuotaSubject(
+        user_id=uuid.UUID(entry["user_id"]),
+        plan=entry["plan"],
+        period_start_at=datetime.fromisoformat(entry["period_start_at"]),
+        reset_at=datetime.fromisoformat(entry["reset_at"]),
+        api_key_id=uuid.UUID(key_id),
+        key_rate_limit=entry["rate_limit"],
+    )
+
+
+async def _load_into_cache(key_hash: str, session: AsyncSession, store: aioredis.Redis) -> str:
+    row = (
+        await session.execute(
+            select(ApiKey, User)
+            .join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.key_hash == key_hash)
+        )
+    ).one_or_none()
+    if row is None:
+        await store.set(auth_cache_key(key_hash), UNKNOWN, ex=UNKNOWN_KEY_TTL_SECONDS, nx=True)
+        return UNKNOWN
+    key, user = row
+    if not key.is_active or not user.is_active:
+        await store.set(auth_cache_key(key_hash), REVOKED, ex=AUTH_CACHE_TTL_SECONDS, nx=True)
+        return REVOKED
+    await ensure_period(session, user)
+    entry = json.dumps(
+        {
+            "key_id": str(key.id),
+            "user_id": str(user.id),
+            "plan": user.plan,
+            "rate_limit": key.rate_limit,
+            "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+            "period_start_at": user.quota_period_start_at.isoformat(),
+            "reset_at": user.quota_reset_at.isoformat(),
+        }
+    )
+    await store.set(auth_cache_key(key_hash), entry, ex=AUTH_CACHE_TTL_SECONDS, nx=True)
+    # Another request may have cached first (or a revoke landed): the stored entry wins.
+    return await store.get(auth_cache_key(key_hash)) or entry
+
+
+async def revoke_cached(store: aioredis.Redis, key_hash: str) -> None:
+    # Outlives any entry filled before the revoke committed.
+    await store.set(auth_cache_key(key_hash), REVOKED, ex=AUTH_CACHE_TTL_SECONDS + 60)
+
+
+async def forget_user_keys(
+    session: AsyncSession, store: aioredis.Redis, user_id: uuid.UUID
+) -> None:
+    """Drop the cached entries of a user's keys, e.g. after a plan change."""
+    hashes = (await session.scalars(select(ApiKey.key_hash).where(ApiKey.user_id == user_id))).all()
+    if hashes:
+        await store.delete(*(auth_cache_key(h) for h in hashes))
+
+
+async def pending_use(
+    store: aioredis.Redis, key_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, tuple[int, datetime | None]]:
+    """Uses counted in Redis and not yet flushed, per key id."""
+    ids = list(key_ids)
+    if not ids:
+        return {}
+    fields = [str(i) for i in ids]
+    async with store.pipeline(transaction=False) as pipe:
+        pipe.hmget(REQUESTS_KEY, fields)
+        pipe.hmget(LAST_USED_KEY, fields)
+        counts, used_at = await pipe.execute()
+    return {
+        key_id: (int(count or 0), datetime.fromisoformat(at) if at else None)
+        for key_id, count, at in zip(ids, counts, used_at, strict=True)
+    }
