@@ -42,6 +42,9 @@ worker_hijack_root_logger = False
 # Every task module a worker loads; the API never imports them.
 imports: tuple[str, ...] = (
     "workers.tasks.plugin",
+    "workers.tasks.chat",
+    "workers.tasks.titles",
+    "workers.tasks.maintenance",
     "workers.tasks.quotas",
     "workers.tasks.api_keys",
 )
@@ -62,6 +65,12 @@ beat_schedule: dict[str, dict] = {
         "task": "workers.maintenance.flush_key_usage",
         "schedule": 60.0,
         "options": {"expires": 50},
+    },
+    # Generations whose worker died (no heartbeat) or that were never picked up.
+    "sweep-generations": {
+        "task": "workers.maintenance.sweep_generations",
+        "schedule": 30.0,
+        "options": {"expires": 25},
     },
     # Users whose account never got made (plug-in-api down for longer than the retries).
     "plugin-requeue-stuck": {

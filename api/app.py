@@ -12,7 +12,18 @@ from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
 from api.plugin_accounts import start_provisioning
 from api.plugin_client import close_plugin_client
-from api.routes import admin, auth, developer, health, openai, plugin_api, user
+from api.routes import (
+    admin,
+    auth,
+    conversations,
+    developer,
+    generations,
+    health,
+    model_configs,
+    openai,
+    plugin_api,
+    user,
+)
 from core.config import Settings, settings
 from core.db import async_engine
 from core.logging import configure_logging
@@ -83,8 +94,11 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(user.router)
     app.include_router(admin.router)
+    app.include_router(plugin_api.router)
+    app.include_router(model_configs.router)
+    app.include_router(conversations.router)
+    app.include_router(generations.router)
     app.include_router(openai.router)
     app.include_router(developer.router)
-    app.include_router(plugin_api.router)
     subscribe(start_provisioning)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -12,11 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.api_keys import authenticate_api_key, looks_like_api_key
 from core.db import async_session_factory
-from core.errors import Unauthorized
+from core.errors import NotFound, Unauthorized
 from core.quota import QuotaSubject, ensure_period, subject_for_user
 from core.redis import redis_client
 from core.security import TokenClaims, decode_token, revoked_session_key
-from models import User
+from models import Conversation, Generation, ModelConfig, User
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:
@@ -78,6 +79,38 @@ async def get_current_user(
 
 AccessToken = Annotated[tuple[User, TokenClaims], Depends(get_token_claims)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_owned_conversation(
+    conversation_id: uuid.UUID, user: CurrentUser, session: SessionDep
+) -> Conversation:
+    conversation = await session.get(Conversation, conversation_id)
+    if conversation is None or conversation.user_id != user.id:
+        raise NotFound("Conversation not found.")
+    return conversation
+
+
+async def get_owned_generation(
+    generation_id: uuid.UUID, user: CurrentUser, session: SessionDep
+) -> Generation:
+    generation = await session.get(Generation, generation_id)
+    if generation is None or generation.user_id != user.id:
+        raise NotFound("Generation not found.")
+    return generation
+
+
+async def get_owned_model_config(
+    config_id: uuid.UUID, user: CurrentUser, session: SessionDep
+) -> ModelConfig:
+    config = await session.get(ModelConfig, config_id)
+    if config is None or config.user_id != user.id:
+        raise NotFound("Model config not found.")
+    return config
+
+
+OwnedConversation = Annotated[Conversation, Depends(get_owned_conversation)]
+OwnedGeneration = Annotated[Generation, Depends(get_owned_generation)]
+OwnedModelConfig = Annotated[ModelConfig, Depends(get_owned_model_config)]
 
 
 async def get_caller(

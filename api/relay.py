@@ -1,0 +1,108 @@
+"""Relay a generation's Redis Stream to a client, as an async generator of events.
+
+Reads `gen:{id}` from its start (or after `Last-Event-ID`), never from `$`: a
+worker faster than the relay would otherwise lose the first tokens. Ends after
+the terminal event. When nothing arrives and the worker's heartbeat is gone
+while the generation is still running, the relay ends the stream itself with
+an `error` event (through the same once-only terminal script the worker uses),
+so a killed worker never leaves a client hanging. SSE, WebSocket and the
+OpenAI-compatible route all format these events their own way.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+
+from core.db import async_session_factory
+from core.redis import blocking_redis, redis_client
+from core.streams import (
+    ERROR,
+    HEARTBEAT_TTL_SECONDS,
+    PING_SECONDS,
+    TERMINAL_EVENTS,
+    TERMINAL_SCRIPT,
+    decode,
+    heartbeat_key,
+    stream_key,
+    terminal_script_args,
+)
+from models import Generation
+
+BLOCK_MS = 2000
+WORKER_LOST = {"code": "worker_lost", "message": "The worker running this generation stopped."}
+STREAM_GONE = {"code": "stream_expired", "message": "This generation's stream has expired."}
+
+
+@dataclass(frozen=True)
+class StreamEvent:
+    """One event; `id` is the stream entry id (None for a keep-alive ping)."""
+
+    id: str | None
+    event: str
+    data: dict[str, Any]
+
+    @property
+    def is_ping(self) -> bool:
+        return self.id is None and self.event == "ping"
+
+    def sse(self) -> str:
+        if self.is_ping:
+            return ": ping\n\n"
+        head = f"id: {self.id}\n" if self.id else ""
+        return (
+            f"{head}event: {self.event}\ndata: {json.dumps(self.data, separators=(',', ':'))}\n\n"
+        )
+
+
+PING = StreamEvent(None, "ping", {})
+
+
+async def _worker_lost(generation_id: str) -> bool:
+    if await redis_client().exists(heartbeat_key(generation_id)):
+        return False
+    async with async_session_factory()() as session:
+        status = await session.scalar(
+            select(Generation.status).where(Generation.id == uuid.UUID(generation_id))
+        )
+    return status == "running"
+
+
+async def relay_events(
+    generation_id: str, last_event_id: str | None = None
+) -> AsyncIterator[StreamEvent]:
+    key = stream_key(generation_id)
+    cursor = last_event_id or "0-0"
+    reader = blocking_redis()
+    last_output = time.monotonic()
+    idle_since = time.monotonic()
+    while True:
+        answer = await reader.xread({key: cursor}, block=BLOCK_MS, count=200)
+        if answer:
+            idle_since = time.monotonic()
+            for entry_id, fields in answer[0][1]:
+                cursor = entry_id
+                event, data = decode(fields)
+                last_output = time.monotonic()
+                yield StreamEvent(entry_id, event, data)
+                if event in TERMINAL_EVENTS:
+                    return
+            continue
+        now = time.monotonic()
+        if not await redis_client().exists(key):
+            yield StreamEvent(None, ERROR, STREAM_GONE)
+            return
+        if now - idle_since >= HEARTBEAT_TTL_SECONDS / 2 and await _worker_lost(generation_id):
+            keys, args = terminal_script_args(generation_id, ERROR, WORKER_LOST)
+            await redis_client().eval(TERMINAL_SCRIPT, len(keys), *keys, *args)
+            idle_since = now
+            continue
+        if now - last_output >= PING_SECONDS:
+            last_output = now
+            yield PING

@@ -1,0 +1,93 @@
+"""Conversations, messages, chat requests and generations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ConversationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str | None = Field(default=None, max_length=200, examples=["Trip to Lisbon"])
+    model: str | None = Field(default=None, max_length=200, examples=["deepseek-chat"])
+    model_config_id: uuid.UUID | None = None
+    system_prompt: str | None = Field(
+        default=None, max_length=20_000, examples=["You are a concise travel guide."]
+    )
+
+
+class ConversationUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    title: str = Field(min_length=1, max_length=200, examples=["Lisbon, three days"])
+
+
+class ConversationOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
+
+    id: uuid.UUID
+    title: str | None = Field(examples=["Trip to Lisbon"])
+    model: str | None = Field(examples=["deepseek-chat"])
+    model_config_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ConversationPage(BaseModel):
+    items: list[ConversationOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class MessageOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    role: str = Field(examples=["assistant"])
+    content: str = Field(examples=["Lisbon is hilly: bring good shoes."])
+    status: str = Field(examples=["complete"])
+    model: str | None = Field(examples=["deepseek-chat"])
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    created_at: datetime
+
+
+class ConversationDetail(ConversationOut):
+    messages: list[MessageOut]
+    has_more: bool
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    content: str = Field(min_length=1, max_length=100_000, examples=["What should I see first?"])
+    model: str | None = Field(default=None, max_length=200, examples=["deepseek-chat"])
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    # True when the provider reported no usage and the counts are our estimate.
+    estimated: bool = False
+
+
+class ChatAnswer(BaseModel):
+    message: MessageOut
+    usage: Usage
+    generation_id: uuid.UUID
+
+
+class GenerationOut(BaseModel):
+    id: uuid.UUID
+    status: str = Field(examples=["done"])
+    conversation_id: uuid.UUID | None
+    model: str = Field(examples=["deepseek-chat"])
+    error: str | None
+    usage: Usage | None
+    created_at: datetime
+    finished_at: datetime | None

@@ -1,0 +1,148 @@
+"""Chat rules shared by the API and the workers: model routing, prompt trimming,
+token estimates, cost and title clean-up. No FastAPI or Celery here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from core.config import settings
+from core.errors import Forbidden
+from core.plans import model_spec, plan_allows, plan_spec
+
+# The provider name recorded for a user's own endpoint (a model config).
+CUSTOM_PROVIDER = "custom"
+# The built-in deterministic provider, used when a platform provider has no key.
+LOCAL_PROVIDER = "local"
+# Context window assumed for a user's own endpoint, whose size we cannot know.
+CUSTOM_CONTEXT_WINDOW = 16_000
+TITLE_MAX_CHARS = 60
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where a generation goes: provider name, model name, optional model config."""
+
+    provider: str
+    model: str
+    model_config_id: object | None = None
+
+
+def provider_api_key(provider: str) -> str | None:
+    return {
+        "deepseek": settings.deepseek_api_key,
+        "kimi": settings.kimi_api_key,
+        "anthropic": settings.anthropic_api_key,
+    }.get(provider)
+
+
+def route_for_model(plan: str, model: str) -> Route:
+    """The platform route for `model`, refused when the plan does not include it."""
+    spec = model_spec(model)
+    if spec is None:
+        raise Forbidden(f"Unknown model {model!r}.", code="model_not_allowed")
+    if not plan_allows(plan, model):
+        raise Forbidden(
+            f"The {plan} plan does not include {model!r}; upgrade to {spec.min_plan}.",
+            code="model_not_allowed",
+        )
+    # Without a key the built-in provider answers, so a fresh install streams end to end.
+    provider = spec.provider if provider_api_key(spec.provider) else LOCAL_PROVIDER
+    return Route(provider=provider, model=model)
+
+
+def default_model(plan: str) -> str:
+    return plan_spec(plan).default_model
+
+
+def context_window(route_model: str, provider: str) -> int:
+    if provider == CUSTOM_PROVIDER:
+        return CUSTOM_CONTEXT_WINDOW
+    spec = model_spec(route_model)
+    return spec.context_window if spec else CUSTOM_CONTEXT_WINDOW
+
+
+def estimate_tokens(text: str) -> int:
+    """A provider-independent estimate (about four characters a token)."""
+    return max(1, (len(text) + 3) // 4)
+
+
+def trim_history(
+    system_prompt: str | None,
+    messages: list[dict[str, str]],
+    window: int,
+    reserve_for_output: int | None = None,
+) -> list[dict[str, str]]:
+    """System prompt plus the newest messages that fit `window` tokens.
+
+    The newest message (the user's question) is always kept; an older message
+    that does not fit ends the walk so the history stays contiguous.
+    """
+    reserve = reserve_for_output if reserve_for_output is not None else min(4096, window // 4)
+    budget = window - reserve
+    head: list[dict[str, str]] = []
+    if system_prompt:
+        head = [{"role": "system", "content": system_prompt}]
+        budget -= estimate_tokens(system_prompt) + 4
+    kept: list[dict[str, str]] = []
+    for message in reversed(messages):
+        cost = estimate_tokens(message["content"]) + 4
+        if kept and cost > budget:
+            break
+        kept.append(message)
+        budget -= cost
+    return head + list(reversed(kept))
+
+
+def cost_of(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
+    spec = model_spec(model)
+    if spec is None:
+        return Decimal("0")
+    return (spec.input_price * prompt_tokens + spec.output_price * completion_tokens) / Decimal(
+        1_000_000
+    )
+
+
+_REASONING = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+
+
+def clean_title(raw: str) -> str:
+    """A model's title answer without reasoning, quotes, a `Title:` prefix or trailing dots."""
+    text = _REASONING.sub("", raw).strip()
+    text = text.splitlines()[0].strip() if text else ""
+    text = re.sub(r"^(title)\s*:\s*", "", text, flags=re.IGNORECASE)
+    text = text.strip().strip("\"'`*“”‘’「」").strip().rstrip(".")
+    return truncate_title(text)
+
+
+def truncate_title(text: str) -> str:
+    text = " ".join(text.split())
+    if len(text) <= TITLE_MAX_CHARS:
+        return text
+    return text[: TITLE_MAX_CHARS - 1].rsplit(" ", 1)[0].rstrip() + "…"
+
+
+def message_payload(message: Any) -> dict[str, Any]:
+    """The API's `Message` shape, for stream events written by workers."""
+    return {
+        "id": message.id,
+        "role": message.role,
+        "content": message.content,
+        "status": message.status,
+        "model": message.model,
+        "prompt_tokens": message.prompt_tokens,
+        "completion_tokens": message.completion_tokens,
+        "created_at": message.created_at.isoformat() if message.created_at else None,
+    }
+
+
+def usage_payload(prompt_tokens: int, completion_tokens: int, estimated: bool) -> dict[str, Any]:
+    return {
+        "prompt_tokens": prompt_tokens,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt_tokens + completion_tokens,
+        "estimated": estimated,
+    }

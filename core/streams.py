@@ -1,0 +1,81 @@
+"""The generation stream protocol shared by workers (writers) and the API (relays).
+
+One Redis Stream per generation, `gen:{id}`, read from its start so a late or
+reconnecting reader never misses a token. Each entry has two fields: `event`
+(a name of API.md: start, delta, done, error, cancelled) and `data` (JSON).
+Exactly one terminal event is ever appended: a Lua script guards it, so a relay
+declaring a dead worker and a worker finishing late cannot both end the stream.
+Side keys: `gen:{id}:cancel` (the cancel flag) and `gen:{id}:hb` (the running
+worker's heartbeat, which expires when the worker dies).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+START = "start"
+DELTA = "delta"
+DONE = "done"
+ERROR = "error"
+CANCELLED = "cancelled"
+TERMINAL_EVENTS = frozenset({DONE, ERROR, CANCELLED})
+
+# A worker refreshes its heartbeat this often; a relay that sees no entry and no
+# heartbeat for HEARTBEAT_TTL_SECONDS treats the worker as dead.
+HEARTBEAT_INTERVAL_SECONDS = 2.0
+HEARTBEAT_TTL_SECONDS = 8
+# Finished streams stay replayable this long (late attach, resume).
+FINISHED_STREAM_TTL_SECONDS = 3600
+# Coalescing: one XADD per interval at most (first token goes out at once).
+DELTA_FLUSH_SECONDS = 0.05
+DELTA_FLUSH_CHARS = 2048
+PING_SECONDS = 15.0
+CANCEL_FLAG_TTL_SECONDS = 3600
+
+
+def stream_key(generation_id: str) -> str:
+    return f"gen:{generation_id}"
+
+
+def cancel_key(generation_id: str) -> str:
+    return f"gen:{generation_id}:cancel"
+
+
+def heartbeat_key(generation_id: str) -> str:
+    return f"gen:{generation_id}:hb"
+
+
+def _terminal_key(generation_id: str) -> str:
+    return f"gen:{generation_id}:end"
+
+
+def encode(event: str, data: dict[str, Any]) -> dict[str, str]:
+    return {"event": event, "data": json.dumps(data, separators=(",", ":"), default=str)}
+
+
+def decode(fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
+    return fields["event"], json.loads(fields["data"])
+
+
+# KEYS: stream, terminal marker. ARGV: event, data, ttl. Appends only the first
+# terminal event, then lets the stream and the marker expire together.
+TERMINAL_SCRIPT = """
+if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'EX', ARGV[3]) then
+  local id = redis.call('XADD', KEYS[1], '*', 'event', ARGV[1], 'data', ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+  return id
+end
+return false
+"""
+
+
+def terminal_script_args(
+    generation_id: str, event: str, data: dict[str, Any]
+) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV for TERMINAL_SCRIPT; sync and async clients both run it with EVAL."""
+    fields = encode(event, data)
+    return (
+        [stream_key(generation_id), _terminal_key(generation_id)],
+        [fields["event"], fields["data"], str(FINISHED_STREAM_TTL_SECONDS)],
+    )

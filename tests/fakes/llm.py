@@ -1,0 +1,300 @@
+"""A fake LLM upstream speaking OpenAI chat completions and Anthropic messages.
+
+Behaviour is driven by knobs in the last user message, written `[[name=value ...]]`,
+so concurrent tests need no shared mutable state:
+
+- `tag=<s>`: marks the reply tokens (`w0-<s> w1-<s> ...`) and the request record
+- `tokens=<n>` (default 12), `delay=<s>` per token, `first_delay=<s>` before the first
+- `fail_after=<n>`: drop the connection after n tokens
+- `status=<code>`: answer that HTTP error with a provider-shaped body
+- `hang=1`: accept and never send a token
+- `no_usage=1`: report no usage (the caller must estimate)
+- `title_status=<code>`: title requests (system prompt asking for a title) fail so
+
+The reply is a pure function of the request (`expected_reply`), and every
+request is recorded (`FakeLLM.requests`) for assertions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import threading
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from tests.fakes.server import serve_in_thread
+
+KNOBS = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
+TITLE_MARKER = "title"
+UPSTREAM_ERROR_MESSAGE = "fake upstream refuses: secret-internal-detail"
+
+
+def knobs_of(text: str) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for block in KNOBS.findall(text):
+        for pair in block.split():
+            name, _, value = pair.partition("=")
+            found[name] = value
+    return found
+
+
+def expected_tokens(content: str) -> list[str]:
+    knobs = knobs_of(content)
+    tag = knobs.get("tag", "x")
+    return [f"w{i}-{tag} " for i in range(int(knobs.get("tokens", "12")))]
+
+
+def expected_reply(content: str) -> str:
+    return "".join(expected_tokens(content))
+
+
+def title_reply(content: str) -> str:
+    tag = knobs_of(content).get("tag", "x")
+    # Reasoning and quotes, as real models send them; the title job strips both.
+    return f'<think>the user asks about {tag}</think>"Talk about {tag}."'
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+class FakeLLM:
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.base_url = ""
+        self._lock = threading.Lock()
+        self.app = Starlette(
+            routes=[
+                Route("/chat/completions", self.openai, methods=["POST"]),
+                Route("/v1/chat/completions", self.openai, methods=["POST"]),
+                Route("/v1/messages", self.anthropic, methods=["POST"]),
+            ]
+        )
+
+    def requests_tagged(self, tag: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [r for r in self.requests if r["knobs"].get("tag") == tag]
+
+    async def _record(self, request: Request, protocol: str) -> tuple[dict, str, dict, bool]:
+        body = await request.json()
+        messages = body.get("messages", [])
+        users = [m for m in messages if m.get("role") == "user"]
+        last_user = _text_of(users[-1]["content"]) if users else ""
+        system = body.get("system") or "".join(
+            _text_of(m["content"]) for m in messages if m.get("role") == "system"
+        )
+        is_title = TITLE_MARKER in str(system).lower() and "short title" in str(system).lower()
+        knobs = knobs_of(last_user)
+        with self._lock:
+            self.requests.append(
+                {
+                    "protocol": protocol,
+                    "path": request.url.path,
+                    "headers": dict(request.headers),
+                    "body": body,
+                    "knobs": knobs,
+                    "is_title": is_title,
+                }
+            )
+        return body, last_user, knobs, is_title
+
+    @staticmethod
+    def _prompt_tokens(body: dict) -> int:
+        text = str(body.get("system", "")) + "".join(
+            _text_of(m.get("content", "")) for m in body.get("messages", [])
+        )
+        return len(text) // 4 + 3
+
+    async def _tokens(self, knobs: dict[str, str], tokens: list[str]) -> AsyncIterator[str]:
+        if knobs.get("hang"):
+            await asyncio.sleep(3600)
+        await asyncio.sleep(float(knobs.get("first_delay", "0")))
+        fail_after = int(knobs["fail_after"]) if "fail_after" in knobs else None
+        delay = float(knobs.get("delay", "0"))
+        for index, token in enumerate(tokens):
+            if fail_after is not None and index >= fail_after:
+                raise ConnectionAbortedError("fake upstream drops the connection")
+            if index and delay:
+                await asyncio.sleep(delay)
+            yield token
+
+    # OpenAI chat completions -------------------------------------------------
+
+    async def openai(self, request: Request) -> Response:
+        body, last_user, knobs, is_title = await self._record(request, "openai")
+        status = knobs.get("title_status" if is_title else "status")
+        if status:
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": UPSTREAM_ERROR_MESSAGE,
+                        "type": "server_error",
+                        "code": None,
+                    }
+                },
+                status_code=int(status),
+            )
+        tokens = [title_reply(last_user)] if is_title else expected_tokens(last_user)
+        prompt_tokens = self._prompt_tokens(body)
+        usage = None
+        if not knobs.get("no_usage"):
+            usage = {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": len(tokens),
+                "total_tokens": prompt_tokens + len(tokens),
+            }
+        completion_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+        model = body.get("model", "fake")
+        if not body.get("stream"):
+            text = "".join([t async for t in self._tokens(knobs, tokens)])
+            answer: dict[str, Any] = {
+                "id": completion_id,
+                "object": "chat.completion",
+                "created": 0,
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": text},
+                        "finish_reason": "stop",
+                    }
+                ],
+            }
+            if usage:
+                answer["usage"] = usage
+            return JSONResponse(answer)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
+            payload = {
+                "id": completion_id,
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                **extra,
+            }
+            return f"data: {json.dumps(payload)}\n\n"
+
+        async def events() -> AsyncIterator[str]:
+            yield chunk({"role": "assistant", "content": ""})
+            async for token in self._tokens(knobs, tokens):
+                yield chunk({"content": token})
+            yield chunk({}, "stop")
+            if include_usage and usage:
+                payload = {
+                    "id": completion_id,
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": model,
+                    "choices": [],
+                    "usage": usage,
+                }
+                yield f"data: {json.dumps(payload)}\n\n"
+            yield "data: [DONE]\n\n"
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+    # Anthropic messages ------------------------------------------------------
+
+    async def anthropic(self, request: Request) -> Response:
+        body, last_user, knobs, is_title = await self._record(request, "anthropic")
+        status = knobs.get("title_status" if is_title else "status")
+        if status:
+            return JSONResponse(
+                {
+                    "type": "error",
+                    "error": {"type": "api_error", "message": UPSTREAM_ERROR_MESSAGE},
+                },
+                status_code=int(status),
+            )
+        tokens = [title_reply(last_user)] if is_title else expected_tokens(last_user)
+        input_tokens = self._prompt_tokens(body)
+        message_id = f"msg_{uuid.uuid4().hex[:12]}"
+        model = body.get("model", "fake")
+        if not body.get("stream"):
+            text = "".join([t async for t in self._tokens(knobs, tokens)])
+            return JSONResponse(
+                {
+                    "id": message_id,
+                    "type": "message",
+                    "role": "assistant",
+                    "model": model,
+                    "content": [{"type": "text", "text": text}],
+                    "stop_reason": "end_turn",
+                    "stop_sequence": None,
+                    "usage": {"input_tokens": input_tokens, "output_tokens": len(tokens)},
+                }
+            )
+
+        def event(name: str, payload: dict) -> str:
+            return f"event: {name}\ndata: {json.dumps({'type': name, **payload})}\n\n"
+
+        async def events() -> AsyncIterator[str]:
+            yield event(
+                "message_start",
+                {
+                    "message": {
+                        "id": message_id,
+                        "type": "message",
+                        "role": "assistant",
+                        "model": model,
+                        "content": [],
+                        "stop_reason": None,
+                        "stop_sequence": None,
+                        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                    }
+                },
+            )
+            yield event(
+                "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
+            )
+            yield event("ping", {})
+            async for token in self._tokens(knobs, tokens):
+                yield event(
+                    "content_block_delta",
+                    {"index": 0, "delta": {"type": "text_delta", "text": token}},
+                )
+            yield event("content_block_stop", {"index": 0})
+            yield event(
+                "message_delta",
+                {
+                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                    "usage": {"output_tokens": len(tokens)},
+                },
+            )
+            yield event("message_stop", {})
+
+        return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@pytest.fixture(scope="session")
+def fake_llm() -> Iterator[FakeLLM]:
+    fake = FakeLLM()
+    with serve_in_thread(fake.app) as base_url:
+        fake.base_url = base_url
+        yield fake
+
+
+@pytest.fixture(scope="session")
+def llm_env(fake_llm: FakeLLM) -> dict[str, str]:
+    """Every platform provider points at the fake, with a key so `local` is not used."""
+    return {
+        "DEEPSEEK_BASE_URL": fake_llm.base_url,
+        "DEEPSEEK_API_KEY": "sk-fake-deepseek",
+        "KIMI_BASE_URL": fake_llm.base_url + "/v1",
+        "KIMI_API_KEY": "sk-fake-kimi",
+        "ANTHROPIC_BASE_URL": fake_llm.base_url,
+        "ANTHROPIC_API_KEY": "sk-ant-fake",
+    }

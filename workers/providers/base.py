@@ -1,0 +1,156 @@
+"""What every provider adapter shares: the call description, usage, errors, and
+one HTTP client with timeouts, no redirects and SSRF pinning for user endpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any, Protocol
+
+import httpx
+
+from core.ssrf import pin_url
+
+# Between-chunk read timeout: a stalled upstream fails the generation instead of hanging it.
+TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=10.0, pool=10.0)
+RETRY_ATTEMPTS = 3
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
+
+
+@dataclass(frozen=True)
+class ProviderCall:
+    """One request to a provider; `messages` may start with a system message."""
+
+    base_url: str
+    api_key: str
+    model: str
+    messages: list[dict[str, str]]
+    temperature: float | None = None
+    max_tokens: int | None = None
+    # A user's own endpoint: connect to the checked address, never echo its errors.
+    user_endpoint: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+class ProviderError(Exception):
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+
+
+class Provider(Protocol):
+    def stream(self, call: ProviderCall) -> Iterator[str | Usage]:
+        """Text deltas in order, then one `Usage` (fields None when the provider gave none)."""
+        ...
+
+    def complete(self, call: ProviderCall) -> tuple[str, Usage]: ...
+
+
+@cache
+def http_client() -> httpx.Client:
+    """One pool per worker process, shared by its threads; redirects are never followed."""
+    return httpx.Client(
+        timeout=TIMEOUT,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
+        trust_env=False,
+    )
+
+
+def build_request(
+    call: ProviderCall, path: str, headers: dict[str, str], body: dict
+) -> httpx.Request:
+    url = call.base_url.rstrip("/") + path
+    extensions: dict[str, Any] = {}
+    if call.user_endpoint:
+        # Checked again at call time, not only when the config was saved (DNS may change).
+        pinned = pin_url(url)
+        url = pinned.url
+        headers = {**headers, "Host": pinned.host_header}
+        extensions["sni_hostname"] = pinned.sni_hostname
+    return http_client().build_request(
+        "POST", url, headers=headers, json=body, extensions=extensions
+    )
+
+
+def raise_for_status(response: httpx.Response, call: ProviderCall, provider: str) -> None:
+    if response.status_code < 300:
+        return
+    retryable = response.status_code in RETRYABLE_STATUS
+    if call.user_endpoint:
+        # Echoing an arbitrary endpoint's body would turn the service into a port scanner.
+        raise ProviderError(
+            f"The model endpoint answered HTTP {response.status_code}.", retryable=retryable
+        )
+    response.read()
+    detail = _error_message(response)
+    raise ProviderError(
+        f"{provider} answered HTTP {response.status_code}: {detail}", retryable=retryable
+    )
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return response.text[:300]
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])[:500]
+    return str(body)[:300]
+
+
+def transport_error(exc: httpx.HTTPError, call: ProviderCall, provider: str) -> ProviderError:
+    name = "the model endpoint" if call.user_endpoint else provider
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError(f"{name} timed out.", retryable=True)
+    if isinstance(exc, httpx.ConnectError):
+        return ProviderError(f"{name} is unreachable.", retryable=True)
+    return ProviderError(f"{name} broke off the response.", retryable=True)
+
+
+def sse_lines(response: httpx.Response) -> Iterator[tuple[str | None, str]]:
+    """(event, data) pairs of a server-sent-events body."""
+    event: str | None = None
+    data: list[str] = []
+    for line in response.iter_lines():
+        if not line:
+            if data:
+                yield event, "\n".join(data)
+            event, data = None, []
+        elif line.startswith(":"):
+            continue
+        elif line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].lstrip())
+    if data:
+        yield event, "\n".join(data)
+
+
+def stream_with_retry(provider: Provider, call: ProviderCall) -> Iterator[str | Usage]:
+    """Retry transient failures with backoff, but only before the first token:
+    after it, a retry would repeat text the client already has."""
+    for attempt in range(RETRY_ATTEMPTS):
+        started = False
+        try:
+            for item in provider.stream(call):
+                started = started or isinstance(item, str)
+                yield item
+            return
+        except ProviderError as exc:
+            if started or not exc.retryable or attempt == RETRY_ATTEMPTS - 1:
+                raise
+        time.sleep(0.5 * 2**attempt + random.uniform(0, 0.25))

@@ -1,0 +1,37 @@
+"""The built-in `local` provider: deterministic text, used when a provider has no key,
+so a fresh install streams end to end without any account anywhere."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from workers.providers.base import ProviderCall, Usage
+
+# Slow enough that a person running `curl -N` sees the tokens arrive.
+TOKEN_DELAY_SECONDS = 0.03
+
+
+def _reply(call: ProviderCall) -> str:
+    question = next((m["content"] for m in reversed(call.messages) if m["role"] == "user"), "")
+    if any(m["role"] == "system" and "short title" in m["content"] for m in call.messages):
+        return " ".join(question.split()[:6])
+    excerpt = " ".join(question.split()[:30])
+    return (
+        f"[local provider] No API key is configured for {call.model}, so Switchboard's "
+        f"built-in local provider answers. You said: {excerpt}"
+    )
+
+
+class Local:
+    name = "local"
+
+    def stream(self, call: ProviderCall) -> Iterator[str | Usage]:
+        words = _reply(call).split(" ")
+        for index, word in enumerate(words):
+            yield word if index == 0 else " " + word
+            time.sleep(TOKEN_DELAY_SECONDS)
+        yield Usage()
+
+    def complete(self, call: ProviderCall) -> tuple[str, Usage]:
+        return _reply(call), Usage()

@@ -1,0 +1,351 @@
+"""`workers.chat.generate`: run one generation from claim to terminal event.
+
+Delivery choice: `acks_late=True` with `reject_on_worker_lost=True`. A task is
+acknowledged only after it ran, so a worker lost between receiving and
+claiming it does not lose the chat; a redelivered task is harmless because the
+claim is an atomic `UPDATE ... WHERE status = 'queued'`: only one delivery ever
+reaches the provider, and any later one finds the generation claimed and stops.
+A worker lost after the claim is detected by its missing heartbeat (relay,
+sweep), not retried: the client has already seen part of the reply.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from celery.utils.log import get_task_logger
+from sqlalchemy import select, update
+
+from core.celery_app import celery_app
+from core.chat import (
+    CUSTOM_PROVIDER,
+    context_window,
+    cost_of,
+    estimate_tokens,
+    message_payload,
+    trim_history,
+    usage_payload,
+)
+from core.crypto import decrypt_secret
+from core.db import worker_session
+from core.errors import AppError
+from core.redis import sync_redis
+from core.streams import (
+    CANCELLED,
+    DELTA,
+    DELTA_FLUSH_CHARS,
+    DELTA_FLUSH_SECONDS,
+    DONE,
+    ERROR,
+    HEARTBEAT_INTERVAL_SECONDS,
+    HEARTBEAT_TTL_SECONDS,
+    TERMINAL_SCRIPT,
+    cancel_key,
+    encode,
+    heartbeat_key,
+    stream_key,
+    terminal_script_args,
+)
+from models import Conversation, Generation, Message, ModelConfig, UsageRecord, UserAIConfig
+from workers.providers import platform_endpoint, provider_for
+from workers.providers.base import ProviderCall, ProviderError, Usage, stream_with_retry
+
+log = get_task_logger(__name__)
+
+
+class _Heartbeats:
+    """One thread per worker process refreshes the heartbeat of every running generation,
+    so a slow provider (long gap between chunks) never looks like a dead worker."""
+
+    def __init__(self) -> None:
+        self._ids: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def add(self, generation_id: str) -> None:
+        sync_redis().set(heartbeat_key(generation_id), "1", ex=HEARTBEAT_TTL_SECONDS)
+        with self._lock:
+            self._ids.add(generation_id)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="heartbeats", daemon=True)
+                self._thread.start()
+
+    def remove(self, generation_id: str, *, delete: bool = True) -> None:
+        with self._lock:
+            self._ids.discard(generation_id)
+        if delete:
+            sync_redis().delete(heartbeat_key(generation_id))
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_INTERVAL_SECONDS)
+            with self._lock:
+                ids = list(self._ids)
+            if not ids:
+                continue
+            try:
+                pipe = sync_redis().pipeline(transaction=False)
+                for generation_id in ids:
+                    pipe.set(heartbeat_key(generation_id), "1", ex=HEARTBEAT_TTL_SECONDS)
+                pipe.execute()
+            except Exception:
+                # A Redis blip must not kill the heartbeat thread for every later generation.
+                log.warning("heartbeat refresh failed", exc_info=True)
+
+
+heartbeats = _Heartbeats()
+
+
+class Cancelled(Exception):
+    pass
+
+
+@dataclass
+class Outcome:
+    text: str
+    usage: Usage
+    first_token_at: datetime | None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def publish_terminal(generation_id: str, event: str, data: dict) -> None:
+    keys, args = terminal_script_args(generation_id, event, data)
+    sync_redis().eval(TERMINAL_SCRIPT, len(keys), *keys, *args)
+
+
+def claim(generation_id: uuid.UUID) -> Generation | None:
+    with worker_session() as session:
+        return session.scalars(
+            update(Generation)
+            .where(Generation.id == generation_id, Generation.status == "queued")
+            .values(status="running", started_at=_now(), attempts=Generation.attempts + 1)
+            .returning(Generation)
+        ).one_or_none()
+
+
+def build_call(generation: Generation) -> ProviderCall:
+    """The provider request: trimmed history for a conversation, or the stored request."""
+    with worker_session() as session:
+        params = dict(generation.request or {})
+        if generation.conversation_id is not None:
+            conversation = session.get(Conversation, generation.conversation_id)
+            ai_config = session.get(UserAIConfig, generation.user_id)
+            if conversation is None:
+                raise ProviderError("The conversation was deleted.")
+            rows = session.scalars(
+                select(Message)
+                .where(
+                    Message.conversation_id == conversation.id,
+                    Message.id <= (generation.user_message_id or 0),
+                    Message.status.in_(("complete", "partial", "cancelled")),
+                )
+                .order_by(Message.id)
+            ).all()
+            history = [{"role": m.role, "content": m.content} for m in rows if m.content]
+            system_prompt = conversation.system_prompt or (ai_config and ai_config.system_prompt)
+            messages = trim_history(
+                system_prompt, history, context_window(generation.model, generation.provider)
+            )
+            if ai_config and ai_config.temperature is not None:
+                params.setdefault("temperature", ai_config.temperature)
+        else:
+            messages = params.pop("messages")
+        if generation.provider == CUSTOM_PROVIDER:
+            config = session.get(ModelConfig, generation.model_config_id)
+            if config is None:
+                raise ProviderError("The model config was deleted.")
+            # Decrypted only here, at call time, and never logged.
+            base_url, api_key, user_endpoint = (
+                config.base_url,
+                decrypt_secret(config.api_key_encrypted),
+                True,
+            )
+        else:
+            base_url, api_key = platform_endpoint(generation.provider)
+            user_endpoint = False
+    return ProviderCall(
+        base_url=base_url,
+        api_key=api_key,
+        model=generation.model,
+        messages=messages,
+        temperature=params.pop("temperature", None),
+        max_tokens=params.pop("max_tokens", None),
+        user_endpoint=user_endpoint,
+    )
+
+
+def stream_reply(generation: Generation, call: ProviderCall) -> Outcome:
+    """Stream the provider's reply into `gen:{id}`, coalescing deltas; raises Cancelled."""
+    redis = sync_redis()
+    gen_id = str(generation.id)
+    key, flag = stream_key(gen_id), cancel_key(gen_id)
+    parts: list[str] = []
+    pending: list[str] = []
+    usage = Usage()
+    first_token_at: datetime | None = None
+    last_flush = 0.0
+
+    def flush() -> None:
+        nonlocal last_flush
+        if pending:
+            redis.xadd(key, encode(DELTA, {"content": "".join(pending)}))
+            pending.clear()
+        last_flush = time.monotonic()
+        if redis.exists(flag):
+            raise Cancelled
+
+    try:
+        for item in stream_with_retry(provider_for(generation.provider), call):
+            if isinstance(item, Usage):
+                usage = item
+                continue
+            parts.append(item)
+            pending.append(item)
+            if first_token_at is None:
+                first_token_at = _now()
+                flush()
+            elif (
+                time.monotonic() - last_flush >= DELTA_FLUSH_SECONDS
+                or sum(map(len, pending)) >= DELTA_FLUSH_CHARS
+            ):
+                flush()
+        flush()
+    except (Cancelled, ProviderError) as exc:
+        # What was already relayed is also what gets stored: flush the tail first.
+        if pending:
+            redis.xadd(key, encode(DELTA, {"content": "".join(pending)}))
+        exc.partial = Outcome("".join(parts), usage, first_token_at)  # type: ignore[attr-defined]
+        raise
+    return Outcome("".join(parts), usage, first_token_at)
+
+
+def _final_usage(call: ProviderCall | None, outcome: Outcome) -> tuple[int, int, bool]:
+    """The provider's own counts; an estimate (flagged) only where it gave none."""
+    prompt, completion = outcome.usage.prompt_tokens, outcome.usage.completion_tokens
+    estimated = prompt is None or completion is None
+    if prompt is None:
+        prompt = sum(estimate_tokens(m["content"]) for m in call.messages) if call else 0
+    if completion is None:
+        completion = estimate_tokens(outcome.text) if outcome.text else 0
+    return prompt, completion, estimated
+
+
+def finish(
+    generation: Generation,
+    status: str,
+    outcome: Outcome,
+    call: ProviderCall | None,
+    error: tuple[str, str] | None = None,
+) -> dict | None:
+    """Store the reply, usage and final status in one transaction; the terminal event's data."""
+    prompt, completion, estimated = _final_usage(call, outcome)
+    message_status = {"done": "complete", "failed": "failed", "cancelled": "cancelled"}[status]
+    with worker_session() as session:
+        current = session.scalars(
+            select(Generation).where(Generation.id == generation.id).with_for_update()
+        ).one_or_none()
+        if current is None or current.status != "running":
+            # Deleted with its conversation, or already ended by the sweep.
+            return None
+        message = None
+        keep_message = generation.conversation_id is not None and (
+            status != "failed" or outcome.text
+        )
+        if keep_message:
+            message = Message(
+                conversation_id=generation.conversation_id,
+                role="assistant",
+                content=outcome.text,
+                status=message_status,
+                model=generation.model,
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+            )
+            session.add(message)
+            session.flush()
+            session.execute(
+                update(Conversation)
+                .where(Conversation.id == generation.conversation_id)
+                .values(updated_at=_now())
+            )
+        current.status = status
+        current.finished_at = _now()
+        current.first_token_at = outcome.first_token_at
+        current.prompt_tokens, current.completion_tokens = prompt, completion
+        current.usage_estimated = estimated
+        current.assistant_message_id = message.id if message else None
+        if error:
+            current.error_code, current.error = error
+        if status == "done" or outcome.text:
+            session.add(
+                UsageRecord(
+                    user_id=generation.user_id,
+                    api_key_id=generation.api_key_id,
+                    generation_id=generation.id,
+                    model=generation.model,
+                    prompt_tokens=prompt,
+                    completion_tokens=completion,
+                    cost=cost_of(generation.model, prompt, completion),
+                )
+            )
+        session.flush()
+        usage = usage_payload(prompt, completion, estimated)
+        if status == "done":
+            if message is None:
+                return {"content": outcome.text, "usage": usage}
+            return {"message": message_payload(message), "usage": usage}
+        if status == "cancelled":
+            return {"message": message_payload(message) if message else None, "usage": usage}
+        assert error is not None
+        return {"code": error[0], "message": error[1]}
+
+
+@celery_app.task(
+    name="workers.chat.generate", acks_late=True, reject_on_worker_lost=True, ignore_result=True
+)
+def generate(generation_id: str) -> None:
+    # Beating before the claim: a relay must never see a running generation without one.
+    heartbeats.add(generation_id)
+    generation = claim(uuid.UUID(generation_id))
+    if generation is None:
+        # Another delivery may be running it: leave its heartbeat key alone.
+        heartbeats.remove(generation_id, delete=False)
+        log.info("generation already claimed or ended", extra={"generation_id": generation_id})
+        return
+    call: ProviderCall | None = None
+    try:
+        call = build_call(generation)
+        outcome = stream_reply(generation, call)
+        data = finish(generation, "done", outcome, call)
+        if data is not None:
+            publish_terminal(generation_id, DONE, data)
+            if generation.conversation_id is not None:
+                celery_app.send_task(
+                    "workers.titles.generate", args=(str(generation.conversation_id),)
+                )
+    except Cancelled as exc:
+        data = finish(generation, "cancelled", exc.partial, call)  # type: ignore[attr-defined]
+        if data is not None:
+            publish_terminal(generation_id, CANCELLED, data)
+    except (ProviderError, AppError) as exc:
+        partial = getattr(exc, "partial", Outcome("", Usage(), None))
+        message = exc.message if isinstance(exc, ProviderError) else exc.detail
+        log.warning("generation failed", extra={"generation_id": generation_id, "error": message})
+        data = finish(generation, "failed", partial, call, ("upstream_error", message))
+        if data is not None:
+            publish_terminal(generation_id, ERROR, data)
+    except Exception:
+        log.exception("generation crashed", extra={"generation_id": generation_id})
+        error = ("internal_error", "The generation failed unexpectedly.")
+        data = finish(generation, "failed", Outcome("", Usage(), None), None, error)
+        if data is not None:
+            publish_terminal(generation_id, ERROR, data)
+    finally:
+        heartbeats.remove(generation_id)

@@ -1,0 +1,83 @@
+"""`workers.maintenance.sweep_generations`: end generations whose worker is gone.
+
+A running generation without a heartbeat lost its worker (killed, OOM); a
+queued one older than the generation timeout was never picked up. Both are
+marked failed, the reply streamed so far is kept as a failed message, and the
+stream gets its terminal `error` event (unless a relay already added it).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from celery.utils.log import get_task_logger
+from sqlalchemy import or_, select
+
+from core.celery_app import celery_app
+from core.config import settings
+from core.db import worker_session
+from core.redis import sync_redis
+from core.streams import DELTA, ERROR, HEARTBEAT_TTL_SECONDS, decode, heartbeat_key, stream_key
+from models import Generation, Message
+from workers.tasks.chat import publish_terminal
+
+log = get_task_logger(__name__)
+
+WORKER_LOST = ("worker_lost", "The worker running this generation stopped; try again.")
+
+
+def _streamed_text(generation_id: str) -> str:
+    entries = sync_redis().xrange(stream_key(generation_id))
+    return "".join(
+        data["content"]
+        for event, data in (decode(fields) for _, fields in entries)
+        if event == DELTA
+    )
+
+
+@celery_app.task(name="workers.maintenance.sweep_generations", ignore_result=True)
+def sweep_generations() -> int:
+    now = datetime.now(UTC)
+    redis = sync_redis()
+    with worker_session() as session:
+        candidates = session.scalars(
+            select(Generation)
+            .where(
+                or_(
+                    Generation.status == "running",
+                    Generation.queued_at
+                    < now - timedelta(seconds=settings.generation_timeout_seconds),
+                ),
+                Generation.status.in_(("queued", "running")),
+            )
+            .with_for_update(skip_locked=True)
+        ).all()
+        ended: list[str] = []
+        for generation in candidates:
+            gen_id = str(generation.id)
+            if generation.status == "running" and (
+                redis.exists(heartbeat_key(gen_id))
+                or (generation.started_at or now) > now - timedelta(seconds=HEARTBEAT_TTL_SECONDS)
+            ):
+                continue
+            text = _streamed_text(gen_id)
+            if text and generation.conversation_id is not None:
+                message = Message(
+                    conversation_id=generation.conversation_id,
+                    role="assistant",
+                    content=text,
+                    status="failed",
+                    model=generation.model,
+                )
+                session.add(message)
+                session.flush()
+                generation.assistant_message_id = message.id
+            generation.status = "failed"
+            generation.error_code, generation.error = WORKER_LOST
+            generation.finished_at = now
+            ended.append(gen_id)
+    for gen_id in ended:
+        publish_terminal(gen_id, ERROR, {"code": WORKER_LOST[0], "message": WORKER_LOST[1]})
+    if ended:
+        log.warning("swept stuck generations", extra={"count": len(ended)})
+    return len(ended)
