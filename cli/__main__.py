@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from core.logging import configure_logging
@@ -24,6 +25,28 @@ def _migrate(_: argparse.Namespace) -> int:
     return 0
 
 
+def _create_superuser(args: argparse.Namespace) -> int:
+    import getpass
+
+    from cli.superuser import create_superuser
+
+    password = os.environ.get("SUPERUSER_PASSWORD") or getpass.getpass("Password: ")
+    try:
+        user_id, created = create_superuser(args.email, password, args.username)
+    except ValueError as error:
+        sys.stderr.write(f"create-superuser: {error}\n")
+        return 2
+    sys.stdout.write(f"{'created' if created else 'promoted'} superuser {args.email} ({user_id})\n")
+    return 0
+
+
+def _rotate_keys(_: argparse.Namespace) -> int:
+    from cli.rotate import rotate_secrets
+
+    logging.getLogger("switchboard.cli").info("re-encrypted %d secrets", rotate_secrets())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cli", description="Switchboard operations")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -33,6 +56,17 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("migrate", help="upgrade the database to the latest schema").set_defaults(
         func=_migrate
     )
+    superuser = commands.add_parser(
+        "create-superuser",
+        help="create a superuser, or promote an existing account and reset its password "
+        "(password from SUPERUSER_PASSWORD or a prompt)",
+    )
+    superuser.add_argument("--email", required=True)
+    superuser.add_argument("--username")
+    superuser.set_defaults(func=_create_superuser)
+    commands.add_parser(
+        "rotate-keys", help="re-encrypt stored secrets with the first ENCRYPTION_KEYS key"
+    ).set_defaults(func=_rotate_keys)
     return parser
 
 
