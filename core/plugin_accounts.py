@@ -11,7 +11,8 @@ import random
 import uuid
 
 from sqlalchemy import ColumnElement, exists, func, select
-from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.sql.dml import ReturningInsert
 
 from core.config import settings
 from models import PluginAccount, User
@@ -47,7 +48,7 @@ def retry_delay(retries_done: int) -> float:
     return ceiling / 2 + random.uniform(0, ceiling / 2)
 
 
-def insert_pending_accounts(*user_filter: ColumnElement[bool]) -> Insert:
+def insert_pending_accounts(*user_filter: ColumnElement[bool]) -> ReturningInsert[uuid.UUID]:
     """Give every matching user without an account a `pending` one; returns their user ids.
 
     Built from a SELECT on `users` so a user deleted meanwhile is skipped instead of

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Path, Query, Response
 from sqlalchemy import select
 
-from api.deps import CurrentUser, RedisDep, SessionDep
+from api.deps import Caller, RedisDep, SessionDep
 from api.plugin_accounts import (
     PluginCredentials,
     active_credentials,
@@ -31,9 +31,9 @@ from models import PluginAccount
 router = APIRouter(prefix="/v1/plugin-api", tags=["plugin-api"])
 
 
-async def _caller_id(user: CurrentUser) -> uuid.UUID:
-    # The one place that says who may call: swapping in `Caller` admits developer API keys.
-    return user.id
+async def _caller_id(caller: Caller) -> uuid.UUID:
+    # A developer API key works here too ("key ok"); the plug-in-api key is the user's either way.
+    return caller.user_id
 
 
 CallerId = Annotated[uuid.UUID, Depends(_caller_id)]

@@ -230,6 +230,22 @@ async def test_pending_account_answers_409(
     assert (await client.get("/v1/plugin-api/accounts")).status_code == 401
 
 
+async def test_a_developer_api_key_reaches_the_users_plugin_account(
+    client: httpx.AsyncClient, celery_worker: ServiceProcess, fake_plugin_api: FakePluginApi
+) -> None:
+    _, headers, upstream = await provisioned(client, fake_plugin_api, "dev@example.com")
+    created = await client.post("/v1/developer/api-keys", json={"name": "ci"}, headers=headers)
+    assert created.status_code == 201, created.text
+    api_key_headers = {"Authorization": f"Bearer {created.json()['key']}"}
+
+    key = await client.get("/v1/plugin-api/key", headers=api_key_headers)
+    assert key.json()["plugin_user_id"] == upstream.user_id
+    models = await client.get("/v1/plugin-api/models", headers=api_key_headers)
+    assert models.status_code == 200
+    assert models.json()["data"][0]["owned_by"] == upstream.user_id
+    assert fake_plugin_api.seen[-1].authorization == f"Bearer {upstream.api_key}"
+
+
 async def test_upstream_failures_map_to_the_envelope(
     client: httpx.AsyncClient, celery_worker: ServiceProcess, fake_plugin_api: FakePluginApi
 ) -> None:

@@ -75,6 +75,16 @@ class FakePluginApi:
             self._running.close()
             self._running = None
 
+    def add_user(self, name: str, prefer_shared: int = 0) -> FakeUser:
+        user = FakeUser(
+            user_id=str(uuid.uuid4()),
+            api_key=f"sk-{secrets.token_hex(24)}",
+            name=name,
+            prefer_shared=prefer_shared,
+        )
+        self.users[user.api_key] = user
+        return user
+
     def user_named(self, name: str) -> FakeUser:
         return next(user for user in self.users.values() if user.name == name)
 
@@ -159,13 +169,7 @@ class FakePluginApi:
             return JSONResponse({"success": False, "error": "database locked"}, 500)
         if self.create_delay:
             await asyncio.sleep(self.create_delay)
-        user = FakeUser(
-            user_id=str(uuid.uuid4()),
-            api_key=f"sk-{secrets.token_hex(24)}",
-            name=body["name"],
-            prefer_shared=body.get("prefer_shared", 0),
-        )
-        self.users[user.api_key] = user
+        user = self.add_user(body["name"], body.get("prefer_shared", 0))
         return JSONResponse(
             {
                 "success": True,

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import httpx
 
 from core.celery_app import celery_app
+from core.crypto import decrypt_secret, encrypt_secret
+from core.plugin_accounts import provision_journal_key
+from core.redis import sync_redis
 from tests.api.test_plugin_api import register, stored_account, wait_for_account
 from tests.conftest import ServiceProcess
 from tests.fakes.plugin_api import FakePluginApi
@@ -60,9 +64,10 @@ async def test_gives_up_after_bounded_tries_and_the_requeue_recovers(
     celery_app.send_task("workers.plugin.requeue_stuck")
     await wait_for_account(user_id, "active")
     orphan_account = await wait_for_account(orphan.id, "active")
-    assert orphan_account.plugin_user_id == fake_plugin_api.user_named(
-        f"switchboard-{orphan.id}"
-    ).user_id
+    assert (
+        orphan_account.plugin_user_id
+        == fake_plugin_api.user_named(f"switchboard-{orphan.id}").user_id
+    )
     assert len(fake_plugin_api.seen_at("POST", "/api/users")) == 7
 
 
@@ -87,3 +92,20 @@ async def test_concurrent_jobs_create_one_upstream_user(
         assert len(fake_plugin_api.seen_at("POST", "/api/users")) == 1
         await asyncio.sleep(0.1)
     assert stored_account(user.id).attempts == 1
+
+
+async def test_an_account_made_before_a_failed_commit_is_taken_from_the_journal(
+    celery_worker: ServiceProcess, fake_plugin_api: FakePluginApi, make_user
+) -> None:
+    user = make_user()
+    # What a job leaves when plug-in-api made the account and our commit then failed.
+    upstream = fake_plugin_api.add_user(f"switchboard-{user.id}")
+    journal = json.dumps({"plugin_user_id": upstream.user_id, "api_key": upstream.api_key})
+    sync_redis().set(provision_journal_key(user.id), encrypt_secret(journal))
+
+    celery_app.send_task("workers.plugin.provision", args=[str(user.id)])
+    account = await wait_for_account(user.id, "active")
+    assert fake_plugin_api.seen_at("POST", "/api/users") == []
+    assert account.plugin_user_id == upstream.user_id
+    assert decrypt_secret(account.api_key_encrypted) == upstream.api_key
+    assert sync_redis().get(provision_journal_key(user.id)) is None
