@@ -279,3 +279,26 @@ async def test_registration_validation_writes_nothing_half_done(
         401,
         "token_expired",
     )
+
+
+async def test_docs_authorize_signs_in_with_the_password_form(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    schema = (await client.get("/openapi.json")).json()
+    flow = schema["components"]["securitySchemes"]["OAuth2PasswordBearer"]["flows"]["password"]
+    assert flow["tokenUrl"] == "/v1/auth/login"
+    profile_security = schema["paths"]["/v1/user/profile"]["get"]["security"]
+    assert {"OAuth2PasswordBearer": []} in profile_security
+    login_body = schema["paths"]["/v1/auth/login"]["post"]["requestBody"]["content"]
+    assert set(login_body) == {"application/json", "application/x-www-form-urlencoded"}
+
+    # What Swagger UI's Authorize dialog sends, then what it calls with the answer.
+    await register(client, "swagger@example.com")
+    token = await client.post(
+        "/v1/auth/login",
+        data={"grant_type": "password", "username": "swagger@example.com", "password": PASSWORD},
+    )
+    assert token.status_code == 200, token.text
+    profile = await client.get(
+        "/v1/user/profile", headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+    )
+    assert profile.json()["email"] == "swagger@example.com"
