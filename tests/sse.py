@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +17,17 @@ class Event:
     data: dict[str, Any]
 
 
-async def read_events(response: httpx.Response, stop_after: int | None = None) -> list[Event]:
-    """Events until the stream ends (or `stop_after` events); comment lines are skipped."""
+async def read_events(
+    source: httpx.Response | AsyncIterator[str], stop_after: int | None = None
+) -> list[Event]:
+    """Events until the stream ends (or `stop_after` events); comment lines are skipped.
+
+    Pass `response.aiter_lines()` to read one stream in several calls.
+    """
+    lines = source.aiter_lines() if isinstance(source, httpx.Response) else source
     events: list[Event] = []
     fields: dict[str, str] = {}
-    async for line in response.aiter_lines():
+    async for line in lines:
         if line.startswith(":"):
             continue
         if line:

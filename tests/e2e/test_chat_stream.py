@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.fakes.llm import expected_reply
-from tests.sse import new_conversation, stream_chat, text_of
+from tests.sse import new_conversation, read_events, stream_chat, text_of
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 
@@ -60,3 +60,204 @@ async def test_stream_end_to_end_stores_reply_and_usage(client, make_user, fake_
             break
         await asyncio.sleep(0.1)
     assert listing["items"][0]["title"] == "Talk about e2e1"
+
+
+async def _replay(client, user, generation_id: str, last_event_id: str | None = None):
+    headers = dict(user.headers)
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    async with client.stream(
+        "GET", f"/v1/generations/{generation_id}/stream", headers=headers
+    ) as response:
+        assert response.status_code == 200
+        return await read_events(response)
+
+
+async def test_late_attach_replays_everything_and_resume_gets_exactly_the_rest(client, make_user):
+    user = make_user()
+    conversation_id = await new_conversation(client, user)
+    content = "[[tag=late tokens=40]]"
+    live = await stream_chat(client, user, conversation_id, content)
+    generation_id = live[0].data["generation_id"]
+
+    replayed = await _replay(client, user, generation_id)
+    assert [(e.id, e.event, e.data) for e in replayed] == [(e.id, e.event, e.data) for e in live]
+
+    middle = len(live) // 2
+    rest = await _replay(client, user, generation_id, live[middle].id)
+    assert [e.id for e in rest] == [e.id for e in live[middle + 1 :]]
+    assert text_of(live[: middle + 1]) + text_of(rest) == expected_reply(content)
+
+
+async def test_fifty_concurrent_streams_from_fifty_users(client, make_user):
+    users = [make_user() for _ in range(50)]
+    conversations = [await new_conversation(client, user) for user in users]
+
+    async def one(index: int):
+        content = f"[[tag=u{index} tokens={10 + index % 7} delay=0.02]]"
+        return content, await stream_chat(client, users[index], conversations[index], content)
+
+    results = await asyncio.gather(*(one(i) for i in range(50)))
+    for index, (content, events) in enumerate(results):
+        assert events[-1].event == "done", (index, events[-1])
+        assert text_of(events) == expected_reply(content)
+        assert events[-1].data["message"]["content"] == expected_reply(content)
+        assert events[0].data["conversation_id"] == conversations[index]
+
+
+async def test_cancel_mid_stream_keeps_partial_reply(client, make_user):
+    user = make_user()
+    conversation_id = await new_conversation(client, user)
+    content = "[[tag=cancel tokens=400 delay=0.02]]"
+    async with client.stream(
+        "POST",
+        f"/v1/conversations/{conversation_id}/chat/stream",
+        json={"content": content},
+        headers=user.headers,
+    ) as response:
+        lines = response.aiter_lines()
+        head = await read_events(lines, stop_after=3)
+        generation_id = head[0].data["generation_id"]
+        answer = await client.post(f"/v1/generations/{generation_id}/cancel", headers=user.headers)
+        assert answer.status_code == 202
+        tail = await read_events(lines)
+    events = head + tail
+    assert events[-1].event == "cancelled"
+    streamed = text_of(events)
+    assert 0 < len(streamed) < len(expected_reply(content))
+    assert expected_reply(content).startswith(streamed)
+    message = events[-1].data["message"]
+    assert message["status"] == "cancelled" and message["content"] == streamed
+    status = (await client.get(f"/v1/generations/{generation_id}", headers=user.headers)).json()
+    assert status["status"] == "cancelled"
+
+
+async def test_provider_error_mid_stream_keeps_user_message_and_partial(client, make_user):
+    user = make_user()
+    conversation_id = await new_conversation(client, user)
+    content = "[[tag=broken tokens=50 fail_after=5 delay=0.01]]"
+    events = await stream_chat(client, user, conversation_id, content)
+    assert events[-1].event == "error"
+    assert events[-1].data["code"] == "upstream_error"
+    assert text_of(events) == expected_reply(content)[: len("w0-broken ") * 5]
+    detail = (await client.get(f"/v1/conversations/{conversation_id}", headers=user.headers)).json()
+    assert [(m["role"], m["status"]) for m in detail["messages"]] == [
+        ("user", "complete"),
+        ("assistant", "failed"),
+    ]
+    assert detail["messages"][1]["content"] == text_of(events)
+
+
+async def test_http_error_before_first_token_is_upstream_error_with_provider_message(
+    client, make_user
+):
+    user = make_user()
+    conversation_id = await new_conversation(client, user)
+    answer = await client.post(
+        f"/v1/conversations/{conversation_id}/chat",
+        json={"content": "[[tag=refused status=400]]"},
+        headers=user.headers,
+    )
+    assert answer.status_code == 502
+    assert answer.json()["code"] == "upstream_error"
+    assert "fake upstream refuses" in answer.json()["detail"]
+
+
+async def test_non_streaming_chat_and_redelivery_never_calls_provider_twice(
+    client, make_user, fake_llm, celery_worker
+):
+    from core.celery_app import celery_app
+
+    user = make_user()
+    conversation_id = await new_conversation(client, user)
+    content = "[[tag=once tokens=8]]"
+    answer = await client.post(
+        f"/v1/conversations/{conversation_id}/chat", json={"content": content}, headers=user.headers
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert body["message"]["content"] == expected_reply(content)
+    assert body["usage"]["completion_tokens"] == 8
+
+    task_id = f"redeliver-{body['generation_id']}"
+    celery_app.send_task("workers.chat.generate", args=(body["generation_id"],), task_id=task_id)
+    for _ in range(100):
+        if f"{task_id}] succeeded" in celery_worker.log_text():
+            break
+        await asyncio.sleep(0.1)
+    assert f"{task_id}] succeeded" in celery_worker.log_text()
+    assert len([r for r in fake_llm.requests_tagged("once") if not r["is_title"]]) == 1
+    detail = (await client.get(f"/v1/conversations/{conversation_id}", headers=user.headers)).json()
+    assert len([m for m in detail["messages"] if m["role"] == "assistant"]) == 1
+
+
+@pytest.mark.parametrize(
+    ("plan", "protocol", "model", "key_header", "key"),
+    [
+        ("free", "openai", "deepseek-chat", "authorization", "Bearer sk-fake-deepseek"),
+        ("pro", "openai", "moonshot-v1-32k", "authorization", "Bearer sk-fake-kimi"),
+        ("max", "anthropic", "claude-3-5-sonnet-latest", "x-api-key", "sk-ant-fake"),
+    ],
+)
+async def test_plan_routes_to_its_provider(
+    client, make_user, fake_llm, plan, protocol, model, key_header, key
+):
+    user = make_user(plan=plan)
+    conversation_id = await new_conversation(client, user, system_prompt="Be brief.")
+    content = f"[[tag=plan-{plan} tokens=9]]"
+    events = await stream_chat(client, user, conversation_id, content)
+    assert events[-1].event == "done"
+    assert text_of(events) == expected_reply(content)
+    [request] = [r for r in fake_llm.requests_tagged(f"plan-{plan}") if not r["is_title"]]
+    assert request["protocol"] == protocol
+    assert request["body"]["model"] == model
+    assert request["headers"][key_header] == key
+    if protocol == "anthropic":
+        assert request["body"]["system"] == "Be brief."
+        assert request["body"]["messages"] == [{"role": "user", "content": content}]
+    assert events[-1].data["usage"]["completion_tokens"] == 9
+    assert events[-1].data["usage"]["estimated"] is False
+
+
+async def test_model_outside_plan_is_refused(client, make_user):
+    user = make_user(plan="free")
+    conversation_id = await new_conversation(client, user)
+    answer = await client.post(
+        f"/v1/conversations/{conversation_id}/chat/stream",
+        json={"content": "hi", "model": "claude-3-5-sonnet-latest"},
+        headers=user.headers,
+    )
+    assert answer.status_code == 403
+    assert answer.json()["code"] == "model_not_allowed"
+    answer = await client.post(
+        "/v1/conversations", json={"model": "moonshot-v1-32k"}, headers=user.headers
+    )
+    assert answer.json()["code"] == "model_not_allowed"
+    # A higher plan includes the lower plans' models.
+    pro = make_user(plan="pro")
+    assert (
+        await client.post("/v1/conversations", json={"model": "deepseek-chat"}, headers=pro.headers)
+    ).status_code == 201
+
+
+async def test_another_users_conversation_and_generation_are_not_found(client, make_user):
+    owner, other = make_user(), make_user()
+    conversation_id = await new_conversation(client, owner)
+    events = await stream_chat(client, owner, conversation_id, "[[tag=mine tokens=3]]")
+    generation_id = events[0].data["generation_id"]
+    for method, path in [
+        ("GET", f"/v1/conversations/{conversation_id}"),
+        ("PATCH", f"/v1/conversations/{conversation_id}"),
+        ("DELETE", f"/v1/conversations/{conversation_id}"),
+        ("POST", f"/v1/conversations/{conversation_id}/chat/stream"),
+        ("GET", f"/v1/generations/{generation_id}"),
+        ("GET", f"/v1/generations/{generation_id}/stream"),
+        ("POST", f"/v1/generations/{generation_id}/cancel"),
+    ]:
+        body = {"title": "x"} if method == "PATCH" else {"content": "hi"}
+        answer = await client.request(
+            method, path, json=body if method in ("PATCH", "POST") else None, headers=other.headers
+        )
+        assert answer.status_code == 404, (method, path, answer.text)
+        assert answer.json()["code"] == "not_found"
+    assert (await client.get("/v1/conversations", headers=other.headers)).json()["total"] == 0

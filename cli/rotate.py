@@ -1,0 +1,38 @@
+"""`python -m cli rotate-keys`: re-encrypt every stored secret with the first ENCRYPTION_KEYS key.
+
+Run it after putting a new key first in ENCRYPTION_KEYS (old keys after it);
+once it finishes, the old keys can be dropped.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from core.crypto import reencrypt_secret
+from core.db import worker_session
+from models import ModelConfig, PluginAccount
+
+BATCH = 500
+
+
+def rotate_secrets() -> int:
+    """Re-encrypt model-config and plug-in-api keys in batches; the count of secrets."""
+    count = 0
+    for model, column in (
+        (ModelConfig, ModelConfig.api_key_encrypted),
+        (PluginAccount, PluginAccount.api_key_encrypted),
+    ):
+        last_id = None
+        while True:
+            with worker_session() as session:
+                query = select(model).where(column.is_not(None)).order_by(model.id).limit(BATCH)
+                if last_id is not None:
+                    query = query.where(model.id > last_id)
+                rows = session.scalars(query.with_for_update()).all()
+                for row in rows:
+                    row.api_key_encrypted = reencrypt_secret(row.api_key_encrypted)
+                count += len(rows)
+            if len(rows) < BATCH:
+                break
+            last_id = rows[-1].id
+    return count
