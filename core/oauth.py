@@ -8,10 +8,11 @@ it returns (Linux.do's `api_key`, for one) is never stored.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import httpx
 import redis.asyncio as aioredis
@@ -77,6 +78,12 @@ def _field(profile: dict[str, Any], name: str | None) -> str | None:
     return str(value) or None
 
 
+def _basic_client_auth(spec: OAuthProviderSpec) -> str:
+    # RFC 6749 section 2.3.1: both parts are form-urlencoded before the Basic encoding.
+    pair = f"{quote_plus(spec.client_id)}:{quote_plus(spec.client_secret)}"
+    return "Basic " + base64.b64encode(pair.encode()).decode()
+
+
 def _oauth_error(answer: httpx.Response) -> str | None:
     try:
         body = answer.json()
@@ -89,15 +96,14 @@ async def _exchange_and_read_profile(
     spec: OAuthProviderSpec, code: str, redirect_uri: str
 ) -> dict[str, Any]:
     form = {"grant_type": "authorization_code", "code": code, "redirect_uri": redirect_uri}
-    auth: tuple[str, str] | None = (spec.client_id, spec.client_secret)
+    headers = {"Accept": "application/json"}
     if spec.token_auth == "post":
         form |= {"client_id": spec.client_id, "client_secret": spec.client_secret}
-        auth = None
+    else:
+        headers["Authorization"] = _basic_client_auth(spec)
     try:
         async with httpx.AsyncClient(timeout=PROVIDER_TIMEOUT, follow_redirects=False) as http:
-            token_answer = await http.post(
-                spec.token_url, data=form, auth=auth, headers={"Accept": "application/json"}
-            )
+            token_answer = await http.post(spec.token_url, data=form, headers=headers)
             if token_answer.status_code == 400 and _oauth_error(token_answer) == "invalid_grant":
                 raise AppError(
                     "The sign-in code is invalid, expired or already used.", code="invalid_grant"
