@@ -10,7 +10,7 @@ task with the generation id only.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,6 +24,7 @@ from api.enqueue import enqueue
 from api.relay import relay_events
 from core.chat import CUSTOM_PROVIDER, Route, default_model, route_for_model
 from core.errors import AppError, NotFound, Unavailable
+from core.quota import QuotaSubject, durable_used, ensure_period, refund, reserve, subject_for_user
 from core.streams import (
     CANCEL_FLAG_TTL_SECONDS,
     CANCELLED,
@@ -48,6 +49,8 @@ class StartedGeneration:
     generation_id: uuid.UUID
     conversation_id: uuid.UUID | None
     user_message_id: int | None
+    # X-RateLimit-* of the quota reservation, for the answer's headers.
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 async def owned_model_config(
@@ -94,9 +97,22 @@ async def start_generation(
     request: dict[str, Any] | None = None,
     api_key_id: uuid.UUID | None = None,
     kind: str = "chat",
+    caller: QuotaSubject | None = None,
 ) -> StartedGeneration:
     """Persist and enqueue one generation: in a conversation (`conversation` and
-    `content`), or stateless (`request` = {"messages", "temperature"?, "max_tokens"?})."""
+    `content`), or stateless (`request` = {"messages", "temperature"?, "max_tokens"?}).
+
+    First reserves one request of `caller`'s quota (default: the user's own),
+    raising 402/429 before anything is written; the generation id is the
+    reservation's id, so a worker can refund exactly it."""
+    if caller is None:
+        await ensure_period(session, user)
+        caller = subject_for_user(user)
+    generation_id = uuid.uuid4()
+    subject = caller
+    grant = await reserve(
+        redis, subject, lambda: durable_used(session, subject), request_id=str(generation_id)
+    )
     now = datetime.now(UTC)
     user_message: Message | None = None
     if conversation is not None:
@@ -107,7 +123,7 @@ async def start_generation(
         conversation.updated_at = now
         await session.flush()
     generation = Generation(
-        id=uuid.uuid4(),
+        id=generation_id,
         conversation_id=conversation.id if conversation else None,
         user_id=user.id,
         api_key_id=api_key_id,
@@ -123,7 +139,10 @@ async def start_generation(
     session.add(generation)
     await session.commit()
     started = StartedGeneration(
-        generation.id, generation.conversation_id, user_message.id if user_message else None
+        generation.id,
+        generation.conversation_id,
+        user_message.id if user_message else None,
+        grant.headers,
     )
     gen_id = str(generation.id)
     try:
@@ -147,6 +166,7 @@ async def start_generation(
     except (RedisError, BrokerError, OSError) as exc:
         # Nothing half-written: without a queued task the rows would wait forever.
         await _forget(session, started)
+        await refund(redis, subject, gen_id)
         raise Unavailable("The queue is unavailable; try again shortly.") from exc
     return started
 

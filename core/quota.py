@@ -21,13 +21,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-import redis
 import redis.asyncio as aioredis
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.db import worker_session
 from core.errors import AppError
 from core.plans import plan_spec
+from core.redis import sync_redis
 from models import User
 
 RATE_WINDOW_MS = 60_000
@@ -268,16 +269,16 @@ async def refund(store: aioredis.Redis, subject: QuotaSubject, request_id: str) 
     await store.eval(REFUND_SCRIPT, len(keys), *keys, request_id)
 
 
-def refund_sync(
-    store: redis.Redis,
-    user_id: uuid.UUID,
-    period_start_at: datetime,
-    api_key_id: uuid.UUID | None,
-    request_id: str,
+def refund_generation(
+    user_id: uuid.UUID, api_key_id: uuid.UUID | None, generation_id: uuid.UUID
 ) -> None:
-    """Give back a request whose generation failed before its first token (workers)."""
-    keys = [counter_key(user_id, period_start_at), *_window_keys(user_id, api_key_id)]
-    store.eval(REFUND_SCRIPT, len(keys), *keys, request_id)
+    """Give back the request of a generation that failed before its first token (workers)."""
+    with worker_session() as session:
+        start = session.scalar(select(User.quota_period_start_at).where(User.id == user_id))
+    if start is None:
+        return
+    keys = [counter_key(user_id, start), *_window_keys(user_id, api_key_id)]
+    sync_redis().eval(REFUND_SCRIPT, len(keys), *keys, str(generation_id))
 
 
 async def current_used(

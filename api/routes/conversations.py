@@ -159,11 +159,13 @@ async def chat(
     conversation: OwnedConversation,
     session: SessionDep,
     redis: RedisDep,
+    response: Response,
 ) -> dict[str, Any]:
     route = await resolve_route(session, user, body.model, conversation)
     started = await start_generation(
         session, redis, user=user, route=route, conversation=conversation, content=body.content
     )
+    response.headers.update(started.headers)
     result = await wait_for_reply(started.generation_id)
     return {**result, "generation_id": started.generation_id}
 
@@ -188,7 +190,9 @@ async def chat_stream(
     started = await start_generation(
         session, redis, user=user, route=route, conversation=conversation, content=body.content
     )
-    return sse_response(started.generation_id)
+    answer = sse_response(started.generation_id)
+    answer.headers.update(started.headers)
+    return answer
 
 
 class _Socket:

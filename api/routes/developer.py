@@ -194,7 +194,7 @@ async def usage_history(
     calendar_days = (
         func.generate_series(period_start, period_end, timedelta(days=1))
         .table_valued("value")
-        .alias("calendar_days")
+        .render_derived(name="calendar_days")
     )
     calendar_day = cast(calendar_days.c.value, Date)
     rows = (

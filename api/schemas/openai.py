@@ -1,10 +1,10 @@
-"""OpenAI-compatible shapes: the model list (chat completion shapes follow)."""
+"""OpenAI-compatible shapes: the model list, chat completion requests and answers."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class OpenAIModel(BaseModel):
@@ -17,3 +17,66 @@ class OpenAIModel(BaseModel):
 class OpenAIModelList(BaseModel):
     object: Literal["list"] = "list"
     data: list[OpenAIModel]
+
+
+class ChatMessage(BaseModel):
+    # OpenAI clients send fields we pass on untouched (name, tool_calls, tool_call_id).
+    model_config = ConfigDict(extra="allow")
+
+    role: Literal["system", "developer", "user", "assistant", "tool"] = Field(examples=["user"])
+    content: str | list[dict[str, Any]] | None = Field(default=None, examples=["Hello!"])
+
+
+class StreamOptions(BaseModel):
+    include_usage: bool = False
+
+
+class ChatCompletionRequest(BaseModel):
+    # Parameters a compatible server does not support are ignored, as OpenAI SDKs expect.
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(
+        description="A catalogue model, or `auto` for the plan's default",
+        examples=["deepseek-chat"],
+    )
+    messages: list[ChatMessage] = Field(min_length=1)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2, examples=[0.7])
+    max_tokens: int | None = Field(default=None, ge=1, examples=[512])
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    top_p: float | None = Field(default=None, ge=0, le=1)
+    stop: str | list[str] | None = None
+    user: str | None = Field(default=None, max_length=256)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
+    seed: int | None = None
+    tools: list[dict[str, Any]] | None = None
+    tool_choice: str | dict[str, Any] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class CompletionUsage(BaseModel):
+    prompt_tokens: int = Field(examples=[12])
+    completion_tokens: int = Field(examples=[30])
+    total_tokens: int = Field(examples=[42])
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = Field(examples=["Hello! How can I help?"])
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: str | None = Field(examples=["stop"])
+
+
+class ChatCompletion(BaseModel):
+    id: str = Field(examples=["chatcmpl-6f1c2b0e9a7d4c1e8b3a5d7f9e2c4b6a"])
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(examples=[1735689600])
+    model: str = Field(examples=["deepseek-chat"])
+    choices: list[Choice]
+    usage: CompletionUsage

@@ -33,6 +33,7 @@ from core.chat import (
 from core.crypto import decrypt_secret
 from core.db import worker_session
 from core.errors import AppError
+from core.quota import refund_generation
 from core.redis import sync_redis
 from core.streams import (
     CANCELLED,
@@ -178,6 +179,8 @@ def build_call(generation: Generation) -> ProviderCall:
         temperature=params.pop("temperature", None),
         max_tokens=params.pop("max_tokens", None),
         user_endpoint=user_endpoint,
+        # The rest of a stateless request (top_p, stop, tools, ...) goes to the provider as is.
+        extra=params,
     )
 
 
@@ -341,11 +344,14 @@ def generate(generation_id: str) -> None:
         data = finish(generation, "failed", partial, call, ("upstream_error", message))
         if data is not None:
             publish_terminal(generation_id, ERROR, data)
+            if not partial.text:
+                refund_generation(generation.user_id, generation.api_key_id, generation.id)
     except Exception:
         log.exception("generation crashed", extra={"generation_id": generation_id})
         error = ("internal_error", "The generation failed unexpectedly.")
         data = finish(generation, "failed", Outcome("", Usage(), None), None, error)
         if data is not None:
             publish_terminal(generation_id, ERROR, data)
+            refund_generation(generation.user_id, generation.api_key_id, generation.id)
     finally:
         heartbeats.remove(generation_id)

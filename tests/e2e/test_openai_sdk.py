@@ -1,0 +1,188 @@
+"""The official `openai` SDK against the running stack (API, worker, fake upstream):
+sync and async, stream and not, model list, 429/402 errors, disconnect billing,
+and usage history that adds up to the generations made."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import httpx
+import openai
+import pytest
+from sqlalchemy import func, select
+
+from core.chat import cost_of
+from core.db import worker_session
+from core.plans import models_for_plan
+from models import Generation, UsageRecord
+from tests.fakes.llm import expected_reply
+
+pytestmark = pytest.mark.usefixtures("celery_worker")
+
+
+async def _api_key(client: httpx.AsyncClient, user, **body) -> str:
+    answer = await client.post(
+        "/v1/developer/api-keys", json={"name": "sdk", **body}, headers=user.headers
+    )
+    assert answer.status_code == 201, answer.text
+    return answer.json()["key"]
+
+
+def _wait_until_finished(user_id, expected: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with worker_session() as session:
+            open_count = session.scalar(
+                select(func.count(Generation.id)).where(
+                    Generation.user_id == user_id, Generation.status.in_(("queued", "running"))
+                )
+            )
+            total = session.scalar(
+                select(func.count(Generation.id)).where(Generation.user_id == user_id)
+            )
+        if open_count == 0 and total == expected:
+            return
+        time.sleep(0.1)
+    raise AssertionError("generations did not finish")
+
+
+async def test_sdk_sync_and_async(client, api_server, make_user) -> None:
+    user = make_user(plan="pro")
+    key = await _api_key(client, user)
+    sync = openai.OpenAI(base_url=api_server + "/v1", api_key=key, max_retries=0)
+    prompt = "hello [[tag=sync tokens=5]]"
+
+    completion = sync.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": prompt}]
+    )
+    assert completion.choices[0].message.content == expected_reply(prompt)
+    assert completion.usage.completion_tokens == 5 and completion.usage.prompt_tokens > 0
+    raw = sync.chat.completions.with_raw_response.create(
+        model="auto", messages=[{"role": "user", "content": prompt}], top_p=0.5, stop=["zz"]
+    )
+    assert int(raw.headers["x-ratelimit-limit"]) == 60
+    assert raw.parse().model == "moonshot-v1-32k"
+
+    stream_prompt = "stream [[tag=sdkstream tokens=7]]"
+    chunks = list(
+        sync.chat.completions.create(
+            model="deepseek-chat",
+            messages=[
+                {"role": "system", "content": "be brief"},
+                {"role": "user", "content": stream_prompt},
+            ],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == expected_reply(stream_prompt)
+    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 7
+    assert [m.id for m in sync.models.list()] == models_for_plan("pro")
+
+    async_client = openai.AsyncOpenAI(base_url=api_server + "/v1", api_key=key, max_retries=0)
+    answer = await async_client.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": prompt}]
+    )
+    assert answer.choices[0].message.content == expected_reply(prompt)
+    streamed = await async_client.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": stream_prompt}], stream=True
+    )
+    pieces = [c async for c in streamed]
+    assert "".join(c.choices[0].delta.content or "" for c in pieces if c.choices) == (
+        expected_reply(stream_prompt)
+    )
+    assert all(c.usage is None for c in pieces)
+
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        sync.chat.completions.create(
+            model="claude-3-5-sonnet-latest", messages=[{"role": "user", "content": "hi"}]
+        )
+    assert denied.value.code == "model_not_allowed"
+
+    # Usage history equals what these generations were billed, per day.
+    _wait_until_finished(user.id, 5)
+    with worker_session() as session:
+        generations = session.scalars(select(Generation).where(Generation.user_id == user.id)).all()
+    answer = await client.get(
+        "/v1/developer/usage/history?days=2", headers={"Authorization": f"Bearer {key}"}
+    )
+    assert answer.status_code == 200, answer.text
+    history = answer.json()
+    today = history["daily_usage"][-1]
+    assert [d["requests"] for d in history["daily_usage"]] == [0, 5]
+    assert today["date"] == datetime.now(UTC).date().isoformat()
+    assert today["prompt_tokens"] == sum(g.prompt_tokens for g in generations)
+    assert today["completion_tokens"] == sum(g.completion_tokens for g in generations) == 29
+    expected_cost = sum(
+        (cost_of(g.model, g.prompt_tokens, g.completion_tokens) for g in generations), Decimal(0)
+    )
+    assert Decimal(str(today["cost"])) == expected_cost > 0
+    assert Decimal(str(history["total_cost"])) == expected_cost
+
+
+async def test_sdk_errors_on_429_and_402(client, api_server, make_user) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    user = make_user(
+        quota_period_start_at=now - timedelta(days=3),
+        quota_reset_at=now + timedelta(days=27),
+        quota_used=9_998,
+    )
+    limited = openai.OpenAI(
+        base_url=api_server + "/v1",
+        api_key=await _api_key(client, user, rate_limit=1),
+        max_retries=0,
+    )
+    message = [{"role": "user", "content": "hi [[tokens=1]]"}]
+    limited.chat.completions.create(model="deepseek-chat", messages=message)
+    with pytest.raises(openai.RateLimitError) as rate_limited:
+        limited.chat.completions.create(model="deepseek-chat", messages=message)
+    assert rate_limited.value.code == "rate_limited"
+    assert 1 <= int(rate_limited.value.response.headers["retry-after"]) <= 60
+    assert rate_limited.value.response.headers["x-ratelimit-remaining"] == "0"
+
+    other = openai.OpenAI(
+        base_url=api_server + "/v1", api_key=await _api_key(client, user), max_retries=0
+    )
+    other.chat.completions.create(model="deepseek-chat", messages=message)
+    with pytest.raises(openai.APIStatusError) as spent:
+        other.chat.completions.create(model="deepseek-chat", messages=message)
+    assert spent.value.status_code == 402 and spent.value.code == "quota_exceeded"
+    retry_after = int(spent.value.response.headers["retry-after"])
+    assert timedelta(days=26) < timedelta(seconds=retry_after) <= timedelta(days=27)
+
+
+async def test_disconnected_stream_is_billed(client, make_user) -> None:
+    user = make_user()
+    key = await _api_key(client, user)
+    prompt = "long [[tag=cut tokens=30 delay=0.05]]"
+    async with client.stream(
+        "POST",
+        "/v1/chat/completions",
+        json={
+            "model": "deepseek-chat",
+            "messages": [{"role": "user", "content": prompt}],
+            "stream": True,
+        },
+        headers={"Authorization": f"Bearer {key}"},
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["x-ratelimit-limit"] == "20"
+        lines = response.aiter_lines()
+        seen = 0
+        async for line in lines:
+            seen += line.startswith("data: ")
+            if seen == 3:
+                break
+    _wait_until_finished(user.id, 1)
+    with worker_session() as session:
+        record = session.scalar(select(UsageRecord).where(UsageRecord.user_id == user.id))
+        generation = session.scalar(select(Generation).where(Generation.user_id == user.id))
+    assert generation.status == "done" and generation.kind == "completion"
+    assert generation.conversation_id is None and not generation.usage_estimated
+    assert record.completion_tokens == 30 and record.generation_id == generation.id
+    assert record.api_key_id is not None and record.cost == cost_of(
+        "deepseek-chat", record.prompt_tokens, 30
+    )
