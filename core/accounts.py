@@ -9,9 +9,7 @@ from __future__ import annotations
 import re
 import secrets
 import uuid
-from calendar import monthrange
 from dataclasses import dataclass
-from datetime import datetime
 
 from anyio import to_thread
 from sqlalchemy import func, select
@@ -20,10 +18,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
 from core.errors import Conflict
+from core.quota import first_period
 from core.security import DUMMY_PASSWORD_HASH, password_hasher
 from core.user_events import user_created
 from models import OAuthIdentity, User
-from models.base import utcnow
 
 USERNAME_MAX = 50
 _USERNAME_UNSAFE = re.compile(r"[^a-z0-9_]+")
@@ -44,13 +42,6 @@ async def verify_password(password: str, password_hash: str | None) -> tuple[boo
         await to_thread.run_sync(password_hasher.verify, password, DUMMY_PASSWORD_HASH)
         return False, None
     return await to_thread.run_sync(password_hasher.verify_and_update, password, password_hash)
-
-
-def add_months(moment: datetime, months: int = 1) -> datetime:
-    """Same day and time `months` later, clamped to the month's last day (Jan 31 -> Feb 28)."""
-    index = moment.month - 1 + months
-    year, month = moment.year + index // 12, index % 12 + 1
-    return moment.replace(year=year, month=month, day=min(moment.day, monthrange(year, month)[1]))
 
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
@@ -95,13 +86,8 @@ async def _commit_new_user(session: AsyncSession, user: User) -> User:
 
 
 def _new_user(**fields) -> User:
-    now = utcnow()
-    return User(
-        id=uuid.uuid4(),
-        quota_period_start_at=now,
-        quota_reset_at=add_months(now),
-        **fields,
-    )
+    start, reset_at = first_period()
+    return User(id=uuid.uuid4(), quota_period_start_at=start, quota_reset_at=reset_at, **fields)
 
 
 async def register_user(

@@ -20,6 +20,7 @@ from core.auth_sessions import revoke_user_sessions
 from core.errors import Conflict, Forbidden, NotFound, Unauthorized
 from core.login_limits import forget_login_attempts, reserve_login_attempt
 from core.plans import model_spec, models_for_plan, plan_allows, plan_spec
+from core.quota import current_used, durable_used, ensure_period, subject_for_user
 from models import ModelConfig, User, UserAIConfig
 
 router = APIRouter(prefix="/v1/user", tags=["user"])
@@ -108,14 +109,17 @@ async def change_password(
 
 
 @router.get("/plan", response_model=PlanOut, status_code=200, operation_id="user-get-plan")
-async def get_plan(user: CurrentUser) -> PlanOut:
+async def get_plan(user: CurrentUser, session: SessionDep, redis: RedisDep) -> PlanOut:
+    await ensure_period(session, user)
+    subject = subject_for_user(user)
+    used = await current_used(redis, subject, lambda: durable_used(session, subject))
     spec = plan_spec(user.plan)
     return PlanOut(
         plan=user.plan,
         monthly_quota=spec.monthly_requests,
-        quota_used=user.quota_used,
-        quota_remaining=max(spec.monthly_requests - user.quota_used, 0),
-        quota_reset_at=user.quota_reset_at,
+        quota_used=used,
+        quota_remaining=max(spec.monthly_requests - used, 0),
+        quota_reset_at=subject.reset_at,
         rpm=spec.rpm,
         max_api_keys=spec.max_api_keys,
         models=models_for_plan(user.plan),
