@@ -24,7 +24,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # Fixture modules per domain (fake upstreams and their fixtures).
-pytest_plugins: list[str] = ["tests.fakes.apple", "tests.fakes.linuxdo", "tests.fakes.plugin_api", "tests.fakes.llm"]
+pytest_plugins: list[str] = [
+    "tests.fakes.apple",
+    "tests.fakes.linuxdo",
+    "tests.fakes.plugin_api",
+    "tests.fakes.llm",
+]
 # Session fixtures returning env vars (e.g. fake upstream URLs) for the processes the tests start.
 ENV_FIXTURES: list[str] = ["apple_env", "linuxdo_env", "plugin_api_env", "llm_env"]
 SLOT = int(os.environ.get("SB_TEST_SLOT", "0"))
