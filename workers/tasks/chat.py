@@ -343,15 +343,16 @@ def generate(generation_id: str) -> None:
         log.warning("generation failed", extra={"generation_id": generation_id, "error": message})
         data = finish(generation, "failed", partial, call, ("upstream_error", message))
         if data is not None:
-            publish_terminal(generation_id, ERROR, data)
+            # Refunded before the client hears of the failure, so its next call sees the count.
             if not partial.text:
                 refund_generation(generation.user_id, generation.api_key_id, generation.id)
+            publish_terminal(generation_id, ERROR, data)
     except Exception:
         log.exception("generation crashed", extra={"generation_id": generation_id})
         error = ("internal_error", "The generation failed unexpectedly.")
         data = finish(generation, "failed", Outcome("", Usage(), None), None, error)
         if data is not None:
-            publish_terminal(generation_id, ERROR, data)
             refund_generation(generation.user_id, generation.api_key_id, generation.id)
+            publish_terminal(generation_id, ERROR, data)
     finally:
         heartbeats.remove(generation_id)
