@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.staticfiles import StaticFiles
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
@@ -29,6 +31,8 @@ from core.db import async_engine
 from core.logging import configure_logging
 from core.redis import blocking_redis, redis_client
 from core.user_events import subscribe
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 
 DESCRIPTION = """
 Switchboard is a chat backend for AI apps: accounts and sign-in, conversations
@@ -100,5 +104,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.include_router(generations.router)
     app.include_router(openai.router)
     app.include_router(developer.router)
+    # The web console; mounted last so that it never shadows an API route.
+    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="console")
     subscribe(start_provisioning)
     return app

@@ -1,0 +1,248 @@
+"""The web console in a real headless Chromium, against the running stack and the fake LLM.
+
+Needs Debian's `chromium` (Playwright's own browser download is not used); the
+module is skipped, saying so, when it is not installed.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from tests.conftest import ROOT, start_api
+from tests.fakes.llm import expected_reply
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+# Bounded waits (ms): long enough for a loaded CI machine, short enough to fail fast.
+STEP = 15_000
+PASSWORD = "correct horse battery"
+
+pytestmark = pytest.mark.skipif(
+    CHROMIUM is None, reason="browser tests need Chromium: apt-get install chromium"
+)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def open_page(browser: Browser, base_url: str, **context_options) -> Iterator[Page]:
+    """A fresh browser profile on the console; fails the test on any uncaught script error."""
+    context = browser.new_context(base_url=base_url, locale="en-US", **context_options)
+    context.grant_permissions(["clipboard-read", "clipboard-write"], origin=base_url)
+    page = context.new_page()
+    page.set_default_timeout(STEP)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto("/")
+    yield page
+    context.close()
+    assert errors == [], f"uncaught script errors in the console: {errors}"
+
+
+@pytest.fixture
+def page(browser: Browser, api_server: str) -> Iterator[Page]:
+    yield from open_page(browser, api_server, viewport={"width": 1280, "height": 820})
+
+
+def sign_up(page: Page) -> str:
+    email = f"web-{uuid.uuid4().hex[:8]}@example.com"
+    page.get_by_role("link", name="Create one").click()
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("link", name="API keys")).to_be_visible()
+    return email
+
+
+def stored_session(page: Page) -> dict:
+    return page.evaluate("JSON.parse(localStorage.getItem('switchboard.session'))")
+
+
+def send(page: Page, content: str) -> None:
+    page.locator("textarea[name=content]").fill(content)
+    page.get_by_role("button", name="Send").click()
+
+
+def last_reply(page: Page):
+    return page.locator(".message.assistant .content").last
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_sign_up_chat_resume_keys_and_usage(page: Page, api_server: str, fake_llm) -> None:
+    sign_up(page)
+    streaming = page.locator(".message.assistant.streaming .content")
+
+    # A first message streams token by token, then the title job names the conversation.
+    first = "Hello console [[tag=web1 tokens=20 delay=0.1]]"
+    send(page, first)
+    expect(streaming).to_contain_text("w1-web1")
+    expect(page.get_by_role("button", name="Stop")).to_be_visible()
+    expect(page.locator(".message.assistant.complete")).to_have_count(1)
+    assert last_reply(page).text_content() == expected_reply(first)
+    expect(page.locator(".conversations a.active")).to_have_text("Talk about web1", timeout=30_000)
+    expect(page.locator(".conversation-title")).to_have_text("Talk about web1")
+
+    # A reload mid-stream picks the reply up where it was (Last-Event-ID), no restart.
+    second = "And again [[tag=web2 tokens=40 delay=0.1]]"
+    send(page, second)
+    expect(streaming).to_contain_text("w3-web2")
+    resumes = []
+    page.on(
+        "request",
+        lambda r: "/stream" in r.url and "/v1/generations/" in r.url and resumes.append(r),
+    )
+    page.reload()
+    expect(streaming).to_contain_text("w0-web2")
+    expect(page.locator(".message.assistant.complete")).to_have_count(2, timeout=30_000)
+    assert last_reply(page).text_content() == expected_reply(second)
+    expect(page.locator(".message")).to_have_count(4)
+    assert len(resumes) == 1
+    assert re.fullmatch(r"\d+-\d+", resumes[0].all_headers()["last-event-id"])
+    assert len([r for r in fake_llm.requests_tagged("web2") if not r["is_title"]]) == 1
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=SCREENSHOTS / "chat.png")
+
+    # Stop keeps the partial reply, marked as stopped.
+    third = "A long one [[tag=web3 tokens=300 delay=0.1]]"
+    send(page, third)
+    expect(streaming).to_contain_text("w2-web3")
+    page.get_by_role("button", name="Stop").click()
+    stopped = page.locator(".message.assistant.cancelled")
+    expect(stopped).to_contain_text("Stopped")
+    expect(page.get_by_role("button", name="Send")).to_be_visible()
+    assert "w299-web3" not in last_reply(page).text_content()
+    assert last_reply(page).text_content().startswith("w0-web3 w1-web3 w2-web3 ")
+
+    # A key is shown once, copies, works, and stops working when revoked.
+    page.get_by_role("link", name="API keys").click()
+    page.get_by_label("Name").fill("from-the-browser")
+    page.get_by_role("button", name="Create key").click()
+    revealed = page.get_by_label("New API key")
+    expect(revealed).to_have_value(re.compile(r"^sk-sb-[A-Za-z0-9_-]{32,}$"))
+    expect(page.locator(".new-key")).to_contain_text("shown only once")
+    key = revealed.input_value()
+    page.get_by_role("button", name="Copy").click()
+    expect(page.locator(".new-key .notice")).to_have_text("Copied to the clipboard.")
+    assert page.evaluate("navigator.clipboard.readText()") == key
+    row = page.locator("tr", has_text="from-the-browser")
+    expect(row).to_contain_text(key[:10])
+    assert key not in row.text_content()
+
+    headers = {"Authorization": f"Bearer {key}"}
+    models = httpx.get(f"{api_server}/v1/models", headers=headers, timeout=30)
+    assert models.status_code == 200
+    model = models.json()["data"][0]["id"]
+    prompt = "[[tag=web4 tokens=5]]"
+    completion = httpx.post(
+        f"{api_server}/v1/chat/completions",
+        headers=headers,
+        json={"model": model, "messages": [{"role": "user", "content": prompt}]},
+        timeout=30,
+    )
+    assert completion.status_code == 200
+    assert completion.json()["choices"][0]["message"]["content"] == expected_reply(prompt)
+
+    page.reload()
+    expect(row.locator(".requests")).to_have_text("2")
+    expect(row).not_to_contain_text("never")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.get_by_role("button", name="Revoke").click()
+    expect(row).to_have_count(0)
+    expect(page.locator("table.keys")).to_contain_text("No keys yet.")
+    assert httpx.get(f"{api_server}/v1/models", headers=headers, timeout=30).status_code == 401
+
+    # Usage: three console replies and one API call, today.
+    page.get_by_role("link", name="Usage").click()
+    expect(page.locator(".plan-name")).to_have_text("free")
+    expect(page.locator(".total-requests")).to_have_text("4")
+    expect(page.locator(".quota-used")).to_have_text("4 / 10,000 requests")
+    bars = page.locator(".history svg").first.locator("g.bar")
+    expect(bars).to_have_count(30)
+    expect(bars.last).to_have_attribute("data-total", "4")
+    page.screenshot(path=SCREENSHOTS / "usage.png", full_page=True)
+
+
+def test_revoked_session_goes_back_to_sign_in(page: Page, api_server: str) -> None:
+    email = sign_up(page)
+    access = stored_session(page)["access_token"]
+    logout = httpx.post(
+        f"{api_server}/v1/auth/logout", headers={"Authorization": f"Bearer {access}"}, timeout=30
+    )
+    assert logout.status_code == 204
+
+    page.get_by_role("link", name="Usage").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    expect(page.locator(".notice.error")).to_have_text(
+        "Your session has ended. Please sign in again."
+    )
+    assert stored_session(page) is None
+
+    # A wrong password shows the API's own message; the right one signs in.
+    wrong = httpx.post(
+        f"{api_server}/v1/auth/login", json={"email": email, "password": "wrong-password"}
+    ).json()["detail"]
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("wrong-password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("form .notice.error")).to_have_text(wrong)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator(".usage-grid, .chat").first).to_be_visible()
+
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    assert stored_session(page) is None
+
+
+@pytest.fixture(scope="module")
+def short_token_api(service_env: dict[str, str]) -> Iterator[str]:
+    """An API replica whose access tokens live 4 s, so silent refresh happens in the test."""
+    server, base_url = start_api({**service_env, "ACCESS_TOKEN_TTL_SECONDS": "4"})
+    yield base_url
+    server.stop()
+
+
+@pytest.fixture
+def short_token_page(browser: Browser, short_token_api: str) -> Iterator[Page]:
+    yield from open_page(browser, short_token_api)
+
+
+def wait_for_rotation(page: Page, refresh_token: str) -> dict:
+    page.wait_for_function(
+        "token => JSON.parse(localStorage.getItem('switchboard.session'))?.refresh_token !== token",
+        arg=refresh_token,
+    )
+    return stored_session(page)
+
+
+def test_tokens_are_refreshed_silently(short_token_page: Page) -> None:
+    page = short_token_page
+    sign_up(page)
+    first = stored_session(page)
+    second = wait_for_rotation(page, first["refresh_token"])
+    assert second["access_token"] != first["access_token"]
+    # Rotation goes on, so the session outlives its first access tokens.
+    wait_for_rotation(page, second["refresh_token"])
+    page.get_by_role("link", name="Usage").click()
+    expect(page.locator(".plan-name")).to_have_text("free")
+    assert stored_session(page) is not None
