@@ -9,6 +9,7 @@ the run, the same ones `make run` uses.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,6 +38,11 @@ def main(argv: list[str]) -> int:
                 f"tests use {mode} servers: DATABASE_URL={env['DATABASE_URL']} "
                 f"REDIS_URL={env['REDIS_URL']}\n"
             )
+            if not shutil.which("chromium"):
+                sys.stdout.write(
+                    "Chromium is not installed: the browser tests (tests/browser) will be "
+                    "SKIPPED; install it with `apt-get install chromium`\n"
+                )
             sys.stdout.flush()
             code = subprocess.call([sys.executable, "-m", "pytest", *argv], env=env)
         finally:
