@@ -28,7 +28,7 @@ from models import ApiKey, User
 
 KEY_PREFIX = "sk-sb-"
 DISPLAY_PREFIX_CHARS = 12
-# A cached key picks up plan changes within this bound; revokes are immediate.
+# A cached identity lives this long; revokes and admin plan changes drop it at once.
 AUTH_CACHE_TTL_SECONDS = 300
 # Unknown keys are remembered briefly so a flood of guesses does not reach PostgreSQL.
 UNKNOWN_KEY_TTL_SECONDS = 60

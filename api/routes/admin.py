@@ -7,8 +7,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from api.deps import CurrentUser, SessionDep
+from api.deps import CurrentUser, RedisDep, SessionDep
 from api.schemas.admin import AdminUserOut, PlanChange
+from core.api_keys import forget_user_keys
 from core.errors import Forbidden, NotFound
 from models import User
 
@@ -45,7 +46,11 @@ async def get_user(user: TargetUser) -> User:
     status_code=200,
     operation_id="admin-set-plan",
 )
-async def set_plan(body: PlanChange, user: TargetUser, session: SessionDep) -> User:
+async def set_plan(
+    body: PlanChange, user: TargetUser, session: SessionDep, redis: RedisDep
+) -> User:
     user.plan = body.plan
     await session.commit()
+    # After the commit, so a key's next use re-reads the new plan instead of the cached one.
+    await forget_user_keys(session, redis, user.id)
     return user

@@ -12,6 +12,7 @@ import httpx
 from sqlalchemy import select
 
 from core.db import worker_session
+from core.plans import models_for_plan
 from core.quota import add_month
 from models import ModelConfig, User
 from tests.conftest import ROOT
@@ -239,6 +240,16 @@ async def test_admin_routes_and_the_superuser_command(
     seen = await client.get(f"/v1/admin/users/{member.id}", headers=admin)
     assert seen.status_code == 200
     assert seen.json()["plan"] == "free"
+    created = await client.post(
+        "/v1/developer/api-keys", headers=member.headers, json={"name": "ci"}
+    )
+    key = {"Authorization": f"Bearer {created.json()['key']}"}
+
+    async def key_models() -> list[str]:
+        return [m["id"] for m in (await client.get("/v1/models", headers=key)).json()["data"]]
+
+    # The first use caches the key's identity, plan included.
+    assert await key_models() == models_for_plan("free")
     upgraded = await client.put(
         f"/v1/admin/users/{member.id}/plan", headers=admin, json={"plan": "max"}
     )
@@ -246,6 +257,8 @@ async def test_admin_routes_and_the_superuser_command(
     assert upgraded.json()["plan"] == "max"
     plan = await client.get("/v1/user/plan", headers=member.headers)
     assert plan.json()["plan"] == "max"
+    assert models_for_plan("max") != models_for_plan("free")
+    assert await key_models() == models_for_plan("max")
     bogus = await client.put(
         f"/v1/admin/users/{member.id}/plan", headers=admin, json={"plan": "platinum"}
     )
