@@ -1,0 +1,686 @@
+"""`make bench` (`python -m bench.run [--quick]`): Switchboard's speed in one run.
+
+Starts its own stack (bench/stack.py) with a fake upstream and measures, side by
+side: sequential TTFT/total for a direct call, our OpenAI-compatible stream and
+our conversation SSE stream; a concurrency sweep with per-process CPU and RSS;
+non-streaming requests/s; the hot path's Redis commands and PostgreSQL
+statements per API-key request; admission control under a flood; and the same
+sweep against LiteLLM proxy. Prints a table and writes bench/results/latest.json.
+Compare ratios within one run: absolute figures drift with the machine's load.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import sys
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from statistics import quantiles
+
+import httpx
+import psutil
+import psycopg
+import redis
+
+from bench import litellm
+from bench.client import StreamResult, conversation_stream, openai_stream, prompt
+from bench.stack import BenchStack, process_tree
+
+STATEMENT_LINE = re.compile(r"LOG:  (?:statement|execute [^:]*): (.*)")
+RESULTS = Path(__file__).resolve().parent / "results"
+MODEL = "deepseek-chat"
+
+
+@dataclass
+class Profile:
+    sequential: int
+    levels: list[int]
+    level_seconds: float
+    tokens: int
+    token_delay: float
+    rps_seconds: float
+    hot_path_requests: int
+    overload_admitted: int
+    overload_extra: int
+
+
+FULL = Profile(100, [1, 10, 50, 200, 1000], 4.0, 50, 0.02, 3.0, 30, 200, 1000)
+QUICK = Profile(10, [1, 10, 50], 1.0, 50, 0.02, 1.0, 5, 20, 100)
+
+
+def pct(values: list[float], p: int) -> float | None:
+    """The p-th percentile (inclusive method); None for no values."""
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return quantiles(values, n=100, method="inclusive")[p - 1]
+
+
+def ms(value: float | None) -> float | None:
+    return None if value is None else round(value * 1000, 2)
+
+
+# -- per-process resource meter ----------------------------------------------------------
+
+
+class Meter:
+    """CPU seconds and peak RSS per named process tree over one measured window."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.peak: dict[str, int] = dict.fromkeys(pids, 0)
+        self._stop = threading.Event()
+
+    def _cpu(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            total = 0.0
+            for proc in process_tree(pid):
+                try:
+                    times = proc.cpu_times()
+                    total += times.user + times.system
+                except psutil.NoSuchProcess:
+                    continue
+            totals[name] = total
+        return totals
+
+    def _sample_rss(self) -> None:
+        while not self._stop.wait(0.2):
+            for name, pid in self.pids.items():
+                rss = 0
+                for proc in process_tree(pid):
+                    try:
+                        rss += proc.memory_info().rss
+                    except psutil.NoSuchProcess:
+                        continue
+                self.peak[name] = max(self.peak[name], rss)
+
+    def __enter__(self) -> Meter:
+        self.start_cpu = self._cpu()
+        self._thread = threading.Thread(target=self._sample_rss, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        end = self._cpu()
+        self.cpu = {name: end[name] - self.start_cpu.get(name, 0.0) for name in end}
+
+
+# -- measurements ------------------------------------------------------------------------
+
+
+def _client(base_url: str = "", connections: int = 2000) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=base_url,
+        timeout=httpx.Timeout(120, connect=30),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        trust_env=False,
+    )
+
+
+def _summary(results: list[StreamResult]) -> dict:
+    ttft = [r.ttft for r in results if r.completed and r.ttft is not None]
+    total = [r.total for r in results if r.completed]
+    return {
+        "requests": len(results),
+        "completed": sum(r.completed for r in results),
+        "wrong_tokens": sum(r.wrong_tokens for r in results if r.status == 200),
+        "errors": sorted({r.error for r in results if r.error})[:3],
+        "ttft_p50_ms": ms(pct(ttft, 50)),
+        "ttft_p99_ms": ms(pct(ttft, 99)),
+        "total_p50_ms": ms(pct(total, 50)),
+        "total_p99_ms": ms(pct(total, 99)),
+    }
+
+
+@dataclass
+class Auth:
+    """A bench user: its JWT and one developer API key."""
+
+    jwt_headers: dict[str, str]
+    key_headers: dict[str, str]
+
+    async def new_conversation(self, client: httpx.AsyncClient, base_url: str) -> str:
+        answer = await client.post(
+            base_url + "/v1/conversations", json={}, headers=self.jwt_headers
+        )
+        answer.raise_for_status()
+        return answer.json()["id"]
+
+
+async def sign_up(base_url: str) -> Auth:
+    async with _client(base_url, 4) as client:
+        email = f"bench-{uuid.uuid4().hex[:10]}@bench.switchboard.dev"
+        tokens = await client.post(
+            "/v1/auth/register", json={"email": email, "password": "bench-password-123"}
+        )
+        tokens.raise_for_status()
+        jwt = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+        key = await client.post("/v1/developer/api-keys", json={"name": "bench"}, headers=jwt)
+        key.raise_for_status()
+        return Auth(jwt, {"Authorization": f"Bearer {key.json()['key']}"})
+
+
+async def sequential(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
+    """One stream at a time on each path, interleaved so drift hits all three alike."""
+    found: dict[str, list[StreamResult]] = {"direct": [], "openai": [], "conversation": []}
+    warm_up = 3
+    async with _client() as client:
+        for i in range(profile.sequential + warm_up):
+            content = prompt(f"seq{i}", profile.tokens, 0)
+            direct = await openai_stream(
+                client, stack.upstream_url + "/v1/chat/completions", {}, content, MODEL
+            )
+            ours = await openai_stream(
+                client, stack.api_url + "/v1/chat/completions", auth.key_headers, content, MODEL
+            )
+            conversation_id = await auth.new_conversation(client, stack.api_url)
+            chat = await conversation_stream(
+                client, stack.api_url, auth.jwt_headers, conversation_id, content
+            )
+            if i >= warm_up:
+                found["direct"].append(direct)
+                found["openai"].append(ours)
+                found["conversation"].append(chat)
+    return {name: _summary(results) for name, results in found.items()}
+
+
+async def sweep_level(
+    url: str, headers: dict[str, str], concurrency: int, profile: Profile, pids: dict[str, int]
+) -> dict:
+    """`concurrency` clients streaming back to back for `level_seconds`, then draining."""
+    results: list[StreamResult] = []
+    deadline = time.perf_counter() + profile.level_seconds
+
+    async def client_loop(client: httpx.AsyncClient, index: int) -> None:
+        n = 0
+        while time.perf_counter() < deadline:
+            content = prompt(f"c{concurrency}-{index}-{n}", profile.tokens, profile.token_delay)
+            result = await openai_stream(client, url, headers, content, MODEL)
+            results.append(result)
+            n += 1
+            if result.refused:
+                await asyncio.sleep(0.05)
+
+    async with _client(connections=concurrency + 10) as client:
+        with Meter(pids) as meter:
+            started = time.perf_counter()
+            await asyncio.gather(*(client_loop(client, i) for i in range(concurrency)))
+            wall = time.perf_counter() - started
+    tokens = sum(r.tokens for r in results if r.completed)
+    summary = _summary(results)
+    summary.update(
+        concurrency=concurrency,
+        refused=sum(r.refused for r in results),
+        failed=sum(not r.completed and not r.refused for r in results),
+        wall_seconds=round(wall, 2),
+        tokens=tokens,
+        tokens_per_second=round(tokens / wall, 1),
+        cpu_seconds_per_1000_tokens={
+            name: round(cpu / tokens * 1000, 3) if tokens else None
+            for name, cpu in meter.cpu.items()
+        },
+        peak_rss_mb={name: round(rss / 2**20, 1) for name, rss in meter.peak.items()},
+    )
+    return summary
+
+
+async def sweep(url: str, headers: dict[str, str], profile: Profile, pids: dict) -> list[dict]:
+    levels = []
+    for concurrency in profile.levels:
+        level = await sweep_level(url, headers, concurrency, profile, pids)
+        _progress(
+            f"  {concurrency:>5} streams: {level['completed']} done, {level['refused']} refused, "
+            f"{level['wrong_tokens']} wrong tokens, {level['tokens_per_second']} tokens/s, "
+            f"TTFT p50 {level['ttft_p50_ms']} ms p99 {level['ttft_p99_ms']} ms"
+        )
+        levels.append(level)
+    return levels
+
+
+async def requests_per_second(url: str, headers: dict[str, str], seconds: float) -> dict:
+    """64 clients issuing GETs back to back."""
+    statuses: dict[int, int] = {}
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def loop(client: httpx.AsyncClient) -> None:
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            answer = await client.get(url, headers=headers)
+            latencies.append(time.perf_counter() - started)
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+
+    async with _client(connections=80) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(loop(client) for _ in range(64)))
+        wall = time.perf_counter() - started
+    return {
+        "requests_per_second": round(sum(statuses.values()) / wall, 1),
+        "statuses": {str(k): v for k, v in statuses.items()},
+        "latency_p50_ms": ms(pct(latencies, 50)),
+        "latency_p99_ms": ms(pct(latencies, 99)),
+    }
+
+
+# -- hot path: Redis commands and PostgreSQL statements per request ----------------------
+
+
+class RedisMonitor:
+    """Counts the commands each client connection sends, through MONITOR (Lua-internal
+    calls excluded: a script is one round trip)."""
+
+    def __init__(self, redis_url: str) -> None:
+        self.client = redis.Redis.from_url(redis_url)
+        self.by_port: dict[int, list[str]] = {}
+        self._stop = threading.Event()
+
+    def _run(self) -> None:
+        with self.client.monitor() as monitor:
+            self._ready.set()
+            for command in monitor.listen():
+                if self._stop.is_set():
+                    return
+                client_address = command.get("client_address", "")
+                if client_address == "lua" or command.get("client_type") == "lua":
+                    continue
+                port = int(command.get("client_port") or 0)
+                name = command["command"].split(" ", 1)[0].upper()
+                self.by_port.setdefault(port, []).append(name)
+
+    def __enter__(self) -> RedisMonitor:
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        # One more command wakes the listener so it sees the stop flag.
+        self.client.ping()
+        self._thread.join(5)
+
+
+def _ports_of(pid: int) -> set[int]:
+    ports = set()
+    for proc in process_tree(pid):
+        try:
+            ports.update(c.laddr.port for c in proc.net_connections(kind="tcp") if c.laddr)
+        except psutil.Error:
+            continue
+    return ports
+
+
+class StatementLog:
+    """PostgreSQL statements by application_name, from the embedded server's log."""
+
+    def __init__(self, stack: BenchStack) -> None:
+        self.stack = stack
+
+    def _admin(self) -> psycopg.Connection:
+        assert self.stack.postgres is not None
+        return psycopg.connect(
+            f"postgresql://postgres@127.0.0.1:{self.stack.postgres.port}/postgres",
+            autocommit=True,
+        )
+
+    def _set(self, log_statement: str, prefix: str) -> None:
+        with self._admin() as conn:
+            conn.execute(f"ALTER SYSTEM SET log_statement = '{log_statement}'")
+            conn.execute(f"ALTER SYSTEM SET log_line_prefix = '{prefix}'")
+            conn.execute("SELECT pg_reload_conf()")
+        time.sleep(0.3)
+
+    def __enter__(self) -> StatementLog:
+        assert self.stack.postgres is not None
+        self.path = self.stack.postgres.pgdata / "server.log"
+        self._set("all", "%a|")
+        self.offset = self.path.stat().st_size
+        return self
+
+    def __exit__(self, *exc) -> None:
+        time.sleep(0.3)
+        with open(self.path, errors="replace") as log:
+            log.seek(self.offset)
+            self.lines = log.readlines()
+        self._set("none", "%m [%p] ")
+
+    def count(self, application: str) -> dict[str, int]:
+        found = {"statements": 0, "transactions": 0}
+        for line in self.lines:
+            app, _, rest = line.partition("|")
+            # Simple-protocol statements log as "statement:", extended ones as "execute <name>:".
+            found_statement = STATEMENT_LINE.search(rest)
+            if app != application or not found_statement:
+                continue
+            statement = found_statement.group(1).strip().upper()
+            if statement.startswith("BEGIN"):
+                found["transactions"] += 1
+            elif not statement.startswith(("COMMIT", "ROLLBACK")):
+                found["statements"] += 1
+        return found
+
+
+async def hot_path(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
+    """Per API-key streamed chat request, after warm-up: who sends what to Redis and PostgreSQL."""
+    url = stack.api_url + "/v1/chat/completions"
+    async with _client() as client:
+        for i in range(3):
+            await openai_stream(client, url, auth.key_headers, prompt(f"warm{i}", 5, 0), MODEL)
+        statements = StatementLog(stack) if stack.embedded else None
+        with RedisMonitor(stack.env["REDIS_URL"]) as monitor:
+            if statements:
+                statements.__enter__()
+            for i in range(profile.hot_path_requests):
+                result = await openai_stream(
+                    client, url, auth.key_headers, prompt(f"hot{i}", 5, 0), MODEL
+                )
+                assert result.completed, result.error
+            if statements:
+                statements.__exit__(None, None, None)
+    n = profile.hot_path_requests
+    found: dict = {"requests": n, "redis_commands_per_request": {}}
+    for name in ("api", "worker"):
+        ports = _ports_of(stack.children[name].process.pid)
+        commands = [c for port, cs in monitor.by_port.items() if port in ports for c in cs]
+        counts: dict[str, int] = {}
+        for command in commands:
+            counts[command] = counts.get(command, 0) + 1
+        found["redis_commands_per_request"][name] = {
+            "total": round(len(commands) / n, 2),
+            "by_command": {k: round(v / n, 2) for k, v in sorted(counts.items())},
+        }
+    if statements:
+        found["postgres_per_request"] = {
+            name: {k: round(v / n, 2) for k, v in statements.count(f"bench-{name}").items()}
+            for name in ("api", "worker")
+        }
+    else:
+        found["postgres_per_request"] = "statement log needs the embedded PostgreSQL"
+    return found
+
+
+# -- admission control under a flood -------------------------------------------------------
+
+
+async def overload(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
+    """Capacity for `overload_admitted` streams, and that many plus `overload_extra` at once."""
+    stack.start_api(CHAT_MAX_STREAMS=str(profile.overload_admitted))
+    url = stack.api_url + "/v1/chat/completions"
+    total = profile.overload_admitted + profile.overload_extra
+    async with _client(connections=total + 10) as client:
+        await openai_stream(client, url, auth.key_headers, prompt("warm-overload", 5, 0), MODEL)
+        results = await asyncio.gather(
+            *(
+                openai_stream(
+                    client,
+                    url,
+                    auth.key_headers,
+                    prompt(f"flood{i}", profile.tokens, profile.token_delay),
+                    MODEL,
+                )
+                for i in range(total)
+            )
+        )
+    admitted = [r for r in results if not r.refused]
+    refused = [r for r in results if r.refused]
+    summary = _summary(admitted)
+    summary.update(
+        capacity=profile.overload_admitted,
+        offered=total,
+        refused=len(refused),
+        refusal_statuses=sorted({r.status for r in refused}),
+        refusal_p50_ms=ms(pct([r.total for r in refused], 50)),
+        refusal_p99_ms=ms(pct([r.total for r in refused], 99)),
+    )
+    return summary
+
+
+# -- report --------------------------------------------------------------------------------
+
+
+def _progress(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    if not a or not b:
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value}"
+
+
+def table(report: dict) -> str:
+    lines: list[str] = []
+    seq = report["sequential"]
+    direct = seq["direct"]
+    lines.append("Sequential, one stream at a time (ms)")
+    lines.append(
+        f"{'path':<26}{'TTFT p50':>10}{'TTFT p99':>10}{'total p50':>11}{'total p99':>11}"
+        f"{'added p50':>11}{'added p99':>11}"
+    )
+    for name, label in (
+        ("direct", "direct to fake upstream"),
+        ("openai", "/v1/chat/completions"),
+        ("conversation", "conversation SSE"),
+        ("litellm", "LiteLLM proxy"),
+    ):
+        row = seq.get(name)
+        if not isinstance(row, dict):
+            continue
+        added50 = (
+            None
+            if row["ttft_p50_ms"] is None
+            else round(row["ttft_p50_ms"] - direct["ttft_p50_ms"], 2)
+        )
+        added99 = (
+            None
+            if row["ttft_p99_ms"] is None
+            else round(row["ttft_p99_ms"] - direct["ttft_p99_ms"], 2)
+        )
+        lines.append(
+            f"{label:<26}{_fmt(row['ttft_p50_ms']):>10}{_fmt(row['ttft_p99_ms']):>10}"
+            f"{_fmt(row['total_p50_ms']):>11}{_fmt(row['total_p99_ms']):>11}"
+            f"{_fmt(added50):>11}{_fmt(added99):>11}"
+        )
+    lines.append("")
+    lines.append(
+        f"Concurrency sweep ({report['profile']['tokens']} tokens at "
+        f"{report['profile']['token_delay'] * 1000:.0f} ms, "
+        f"{report['profile']['level_seconds']} s per level)"
+    )
+    lines.append(
+        f"{'target':<9}{'streams':>8}{'done':>7}{'refused':>8}{'failed':>7}{'wrong':>6}"
+        f"{'TTFT p50':>10}{'TTFT p99':>10}{'tokens/s':>10}{'vs LiteLLM':>11}  CPU s/1k tokens"
+    )
+    litellm_levels = {level["concurrency"]: level for level in report.get("litellm_sweep") or []}
+    for target, levels in (
+        ("ours", report["sweep"]),
+        ("litellm", report.get("litellm_sweep") or []),
+    ):
+        for level in levels:
+            other = litellm_levels.get(level["concurrency"]) if target == "ours" else None
+            cpu = ", ".join(
+                f"{k} {v}"
+                for k, v in level["cpu_seconds_per_1000_tokens"].items()
+                if v is not None and v >= 0.005
+            )
+            lines.append(
+                f"{target:<9}{level['concurrency']:>8}{level['completed']:>7}{level['refused']:>8}"
+                f"{level['failed']:>7}{level['wrong_tokens']:>6}{_fmt(level['ttft_p50_ms']):>10}"
+                f"{_fmt(level['ttft_p99_ms']):>10}{level['tokens_per_second']:>10}"
+                f"{_ratio(level['tokens_per_second'], other and other['tokens_per_second']):>11}"
+                f"  {cpu}"
+            )
+    peak = max(report["sweep"], key=lambda level: level["tokens_per_second"])
+    lines.append(
+        "peak RSS MB at "
+        + str(peak["concurrency"])
+        + " streams: "
+        + ", ".join(f"{k} {v}" for k, v in peak["peak_rss_mb"].items())
+    )
+    lines.append("")
+    rps = report["requests_per_second"]
+    lines.append(
+        "Non-streaming, 64 concurrent: "
+        + "; ".join(
+            f"{k} {v['requests_per_second']} req/s (p99 {v['latency_p99_ms']} ms)"
+            for k, v in rps.items()
+        )
+    )
+    hot = report["hot_path"]
+    lines.append(
+        "Hot path per API-key streamed request: Redis commands "
+        + ", ".join(f"{k} {v['total']}" for k, v in hot["redis_commands_per_request"].items())
+        + "; PostgreSQL "
+        + json.dumps(hot["postgres_per_request"])
+    )
+    over = report["overload"]
+    lines.append(
+        f"Admission: capacity {over['capacity']}, offered {over['offered']} at once: "
+        f"{over['completed']} completed, {over['refused']} refused "
+        f"({over['refusal_statuses']}, p99 {over['refusal_p99_ms']} ms), "
+        f"admitted TTFT p50 {over['ttft_p50_ms']} ms p99 {over['ttft_p99_ms']} ms, "
+        f"{over['wrong_tokens']} wrong tokens"
+    )
+    if report.get("litellm_error"):
+        lines.append(f"LiteLLM: {report['litellm_error']}")
+    return "\n".join(lines)
+
+
+def _versions() -> dict[str, str]:
+    found = {"python": platform.python_version()}
+    for name in ("fastapi", "uvicorn", "celery", "redis", "httpx", "sqlalchemy", "psycopg"):
+        found[name] = version(name)
+    return found
+
+
+async def measure(stack: BenchStack, profile: Profile, args: argparse.Namespace) -> dict:
+    report: dict = {"profile": profile.__dict__, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    auth = await sign_up(stack.api_url)
+    pids = stack.pids()
+    _progress("sequential TTFT ...")
+    report["sequential"] = await sequential(stack, auth, profile)
+    _progress("hot path ...")
+    report["hot_path"] = await hot_path(stack, auth, profile)
+    _progress("requests/s ...")
+    report["requests_per_second"] = {
+        "GET /v1/conversations (JWT)": await requests_per_second(
+            stack.api_url + "/v1/conversations", auth.jwt_headers, profile.rps_seconds
+        ),
+        "GET /v1/models (API key)": await requests_per_second(
+            stack.api_url + "/v1/models", auth.key_headers, profile.rps_seconds
+        ),
+    }
+    _progress("sweep, ours ...")
+    report["sweep"] = await sweep(
+        stack.api_url + "/v1/chat/completions", auth.key_headers, profile, pids
+    )
+    _progress("admission under a flood ...")
+    report["overload"] = await overload(stack, auth, profile)
+    if args.no_litellm:
+        report["litellm_error"] = "skipped (--no-litellm)"
+        return report
+    _progress("LiteLLM proxy: install/start ...")
+    try:
+        litellm.install()
+        proxy = litellm.start(stack.workdir, stack.upstream_url, args.litellm_workers)
+    except Exception as exc:  # noqa: BLE001 - any install or start failure is reported, not fatal
+        report["litellm_error"] = f"not measured: {type(exc).__name__}: {str(exc)[:300]}"
+        _progress(report["litellm_error"])
+        return report
+    try:
+        report["litellm_version"] = proxy.version
+        url = proxy.url + "/v1/chat/completions"
+        async with _client() as client:
+            for i in range(3):
+                await openai_stream(client, url, proxy.headers, prompt(f"lwarm{i}", 5, 0), MODEL)
+            results = []
+            for i in range(profile.sequential):
+                results.append(
+                    await openai_stream(
+                        client, url, proxy.headers, prompt(f"lseq{i}", profile.tokens, 0), MODEL
+                    )
+                )
+        report["sequential"]["litellm"] = _summary(results)
+        _progress("sweep, LiteLLM ...")
+        pids = {"litellm": proxy.child.process.pid, "upstream": stack.pids()["upstream"]}
+        report["litellm_sweep"] = await sweep(url, proxy.headers, profile, pids)
+    finally:
+        proxy.stop()
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small sizes, short levels")
+    parser.add_argument("--levels", help="comma-separated sweep concurrencies")
+    parser.add_argument("--level-seconds", type=float, help="seconds each sweep level runs")
+    parser.add_argument("--sequential", type=int, help="streams per path in the sequential test")
+    parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
+    parser.add_argument("--litellm-workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--database-url", help="use this PostgreSQL (a bench database is made)")
+    parser.add_argument(
+        "--redis-url", help="use this Redis db (flushed) instead of embedded valkey"
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args(argv)
+    profile = QUICK if args.quick else FULL
+    if args.levels:
+        profile.levels = [int(x) for x in args.levels.split(",")]
+    if args.level_seconds:
+        profile.level_seconds = args.level_seconds
+    if args.sequential:
+        profile.sequential = args.sequential
+    started = time.monotonic()
+    stack = BenchStack.create(
+        database_url=args.database_url,
+        redis_url=args.redis_url,
+        worker_concurrency=max(max(profile.levels), profile.overload_admitted),
+        chat_max_streams=max(profile.levels) + 10,
+    )
+    try:
+        _progress(f"starting the stack in {stack.workdir} ...")
+        stack.start()
+        report = asyncio.run(measure(stack, profile, args))
+    finally:
+        stack.stop()
+    report.update(
+        command="python -m bench.run " + " ".join(argv if argv is not None else sys.argv[1:]),
+        cpu_count=os.cpu_count(),
+        machine=platform.machine(),
+        versions=_versions(),
+        embedded_servers=not (args.database_url or args.redis_url),
+        duration_seconds=round(time.monotonic() - started, 1),
+    )
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.output.with_suffix(".tmp")
+    tmp.write_text(json.dumps(report, indent=2))
+    tmp.replace(args.output)
+    _progress("")
+    _progress(table(report))
+    _progress(f"\nwritten {args.output} in {report['duration_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

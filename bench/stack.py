@@ -1,0 +1,266 @@
+"""The processes a bench run measures: PostgreSQL, Redis, the fake upstream, the API
+and one chat worker, each a child process whose CPU and memory psutil can read.
+
+Embedded PostgreSQL and valkey (the ones `make run` uses) by default, so the
+counters of INFO commandstats and the statement log see only this run;
+`--database-url` / `--redis-url` attach to given servers instead (a dedicated
+database and Redis db index, recreated and flushed).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+import psutil
+import psycopg
+import redis
+
+from cli.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DATABASE = "switchboard_bench"
+# Every bench caller may stream as much as the sweep asks: quotas are not what is measured.
+BENCH_PLANS = (
+    '{"free": {"default_model": "deepseek-chat", "monthly_requests": 1000000000, '
+    '"rpm": 100000000, "max_api_keys": 5}}'
+)
+
+
+def wait_until(check, what: str, timeout: float, process: subprocess.Popen | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(f"{what} exited during start-up (code {process.returncode})")
+        try:
+            if check():
+                return
+        except (OSError, httpx.HTTPError):
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} not ready within {timeout:.0f} s")
+
+
+def http_ready(url: str) -> bool:
+    return httpx.get(url, timeout=1).status_code < 500
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen
+    log_path: Path
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+@dataclass
+class BenchStack:
+    workdir: Path
+    database_url: str | None = None
+    redis_url: str | None = None
+    worker_concurrency: int = 1000
+    chat_max_streams: int = 1000
+    children: dict[str, Child] = field(default_factory=dict)
+    postgres: EmbeddedPostgres | None = None
+    valkey: EmbeddedRedis | None = None
+    env: dict[str, str] = field(default_factory=dict)
+    upstream_url: str = ""
+    api_url: str = ""
+
+    @classmethod
+    def create(cls, **kwargs) -> BenchStack:
+        return cls(workdir=Path(tempfile.mkdtemp(prefix="switchboard-bench-")), **kwargs)
+
+    # -- backing services ------------------------------------------------------------
+
+    def _backing_services(self) -> tuple[str, str]:
+        if self.database_url:
+            parts = urlsplit(self.database_url)
+            admin = urlunsplit(parts._replace(path="/postgres", scheme="postgresql"))
+            with psycopg.connect(admin, autocommit=True) as conn:
+                conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+                    (BENCH_DATABASE,),
+                )
+                conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}"')
+                conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
+            database_url = urlunsplit(parts._replace(path=f"/{BENCH_DATABASE}"))
+        else:
+            self.postgres = EmbeddedPostgres(self.workdir)
+            self.postgres.start()
+            self.postgres.ensure_database(BENCH_DATABASE)
+            database_url = self.postgres.url(BENCH_DATABASE)
+        if self.redis_url:
+            redis_url = self.redis_url
+            redis.Redis.from_url(redis_url).flushdb()
+        else:
+            self.valkey = EmbeddedRedis(self.workdir)
+            self.valkey.start()
+            redis_url = self.valkey.url(0)
+        return database_url, redis_url
+
+    @property
+    def embedded(self) -> bool:
+        return self.postgres is not None
+
+    def postgres_pids(self) -> list[int]:
+        if self.postgres and self.postgres.process:
+            return [self.postgres.process.pid]
+        return []
+
+    def redis_pid(self) -> int | None:
+        return self.valkey.process.pid if self.valkey and self.valkey.process else None
+
+    # -- our processes -------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> Child:
+        log_path = self.workdir / f"{name}.log"
+        with open(log_path, "ab") as log:
+            process = subprocess.Popen(
+                argv, cwd=ROOT, env=env or self.env, stdout=log, stderr=subprocess.STDOUT
+            )
+        child = Child(name, process, log_path)
+        self.children[name] = child
+        return child
+
+    def start(self) -> None:
+        from cli.migrate import upgrade_database
+
+        database_url, redis_url = self._backing_services()
+        upgrade_database(database_url)
+        port = free_port()
+        upstream = self._spawn(
+            "upstream",
+            [sys.executable, "-m", "bench.upstream", "--port", str(port)],
+            dict(os.environ),
+        )
+        self.upstream_url = f"http://127.0.0.1:{port}"
+        wait_until(
+            lambda: http_ready(self.upstream_url + "/"), "fake upstream", 20, upstream.process
+        )
+        # application_name tells the API's statements from the worker's in the statement log.
+        self.env = {
+            **os.environ,
+            "ENVIRONMENT": "development",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "BROKER_URL": redis_url,
+            "DATA_DIR": str(self.workdir / "data"),
+            "DEEPSEEK_BASE_URL": self.upstream_url,
+            "DEEPSEEK_API_KEY": "sk-bench",
+            "PLANS": BENCH_PLANS,
+            "WORKER_CONCURRENCY": str(self.worker_concurrency),
+            "CHAT_MAX_STREAMS": str(self.chat_max_streams),
+            "CHAT_MAX_STREAMS_PER_USER": str(self.chat_max_streams),
+            "LOG_FORMAT": "text",
+        }
+        self.start_api()
+        self.start_worker()
+
+    def _with_app_name(self, name: str) -> dict[str, str]:
+        url = self.env["DATABASE_URL"]
+        return {
+            **self.env,
+            "DATABASE_URL": f"{url}{'&' if '?' in url else '?'}application_name={name}",
+        }
+
+    def start_api(self, **extra_env: str) -> None:
+        if "api" in self.children:
+            self.children.pop("api").stop()
+        port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "api.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-access-log",
+            "--no-proxy-headers",
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
+            "--backlog",
+            "4096",
+        ]
+        child = self._spawn("api", argv, {**self._with_app_name("bench-api"), **extra_env})
+        self.api_url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: http_ready(self.api_url + "/healthz"), "API", 60, child.process)
+
+    def start_worker(self) -> None:
+        argv = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.app",
+            "worker",
+            "--queues=chat,default,maintenance",
+            "--pool=threads",
+            f"--concurrency={self.worker_concurrency}",
+            "--hostname=bench-chat@%h",
+            "--loglevel=WARNING",
+            "--without-mingle",
+            "--without-gossip",
+            "--without-heartbeat",
+        ]
+        child = self._spawn("worker", argv, self._with_app_name("bench-worker"))
+        # At WARNING the worker logs nothing when ready; its BRPOP on the broker db shows it.
+        wait_until(self._worker_consumes, "chat worker", 60, child.process)
+
+    def _worker_consumes(self) -> bool:
+        client = redis.Redis.from_url(self.env["BROKER_URL"], decode_responses=True)
+        db = client.connection_pool.connection_kwargs.get("db", 0)
+        return any(
+            c.get("cmd") == "brpop" and int(c.get("db", -1)) == db for c in client.client_list()
+        )
+
+    def pids(self) -> dict[str, int]:
+        found = {name: child.process.pid for name, child in self.children.items()}
+        if (pid := self.redis_pid()) is not None:
+            found["redis"] = pid
+        for pid in self.postgres_pids():
+            found["postgres"] = pid
+        return found
+
+    def stop(self) -> None:
+        for child in reversed(list(self.children.values())):
+            child.stop()
+        self.children.clear()
+        if self.valkey:
+            self.valkey.stop()
+        if self.postgres:
+            self.postgres.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def process_tree(pid: int) -> list[psutil.Process]:
+    """A process and its children (PostgreSQL runs one backend per connection)."""
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
