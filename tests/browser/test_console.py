@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -246,3 +247,135 @@ def test_tokens_are_refreshed_silently(short_token_page: Page) -> None:
     page.get_by_role("link", name="Usage").click()
     expect(page.locator(".plan-name")).to_have_text("free")
     assert stored_session(page) is not None
+
+
+@pytest.fixture
+def phone_page(browser: Browser, api_server: str) -> Iterator[Page]:
+    yield from open_page(browser, api_server, viewport={"width": 390, "height": 844})
+
+
+def test_history_loads_older_messages_on_a_phone(phone_page: Page, api_server: str) -> None:
+    from core.db import worker_session
+    from models import Message
+
+    page = phone_page
+    sign_up(page)
+    headers = {"Authorization": f"Bearer {stored_session(page)['access_token']}"}
+    created = httpx.post(
+        f"{api_server}/v1/conversations", json={"title": "Long history"}, headers=headers
+    )
+    assert created.status_code == 201
+    with worker_session() as session:
+        session.add_all(
+            Message(
+                conversation_id=uuid.UUID(created.json()["id"]),
+                role=("user", "assistant")[i % 2],
+                content=f"message {i}",
+            )
+            for i in range(60)
+        )
+
+    # A phone shows the list or a conversation, never both.
+    page.reload()
+    composer = page.locator("textarea[name=content]")
+    expect(composer).to_be_hidden()
+    page.get_by_role("link", name="Long history").click()
+    expect(composer).to_be_visible()
+    expect(page.get_by_role("link", name="New chat")).to_be_hidden()
+
+    messages = page.locator(".message .content")
+    expect(messages).to_have_count(50)
+    expect(messages.first).to_have_text("message 10")
+    expect(messages.last).to_have_text("message 59")
+    page.get_by_role("button", name="Load older messages").click()
+    expect(messages).to_have_count(60)
+    expect(messages.first).to_have_text("message 0")
+    expect(page.get_by_role("button", name="Load older messages")).to_be_hidden()
+
+    page.get_by_role("link", name="← Chats").click()
+    expect(composer).to_be_hidden()
+    page.get_by_role("link", name="New chat").click()
+    expect(composer).to_be_visible()
+
+
+def wait_for_plugin_account(api_server: str, headers: dict[str, str]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        answer = httpx.get(f"{api_server}/v1/plugin-api/key", headers=headers, timeout=10)
+        if answer.json()["status"] == "active":
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"plug-in-api account not provisioned: {answer.text}")
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_settings_profile_model_configs_password_and_plugin_account(
+    page: Page, api_server: str
+) -> None:
+    email = sign_up(page)
+    headers = {"Authorization": f"Bearer {stored_session(page)['access_token']}"}
+    page.get_by_role("link", name="Settings").click()
+
+    profile = page.locator("form.profile")
+    profile.get_by_label("Full name").fill("Ada Lovelace")
+    profile.get_by_role("button", name="Save profile").click()
+    expect(profile.locator(".notice")).to_have_text("Profile saved.")
+    me = httpx.get(f"{api_server}/v1/user/profile", headers=headers).json()
+    assert me["full_name"] == "Ada Lovelace"
+
+    # Model endpoints: the key goes in and is never shown again, only its hint.
+    endpoints = page.locator(".card", has=page.get_by_role("heading", name="Your model endpoints"))
+    endpoints.get_by_label("Name").fill("My endpoint")
+    endpoints.get_by_label("Base URL").fill("https://1.1.1.1/v1")
+    endpoints.get_by_label("Model").fill("model-one")
+    endpoints.get_by_label("API key").fill("sk-secret-key-1234")
+    endpoints.get_by_role("button", name="Add endpoint").click()
+    expect(endpoints.locator(".notice")).to_have_text("Endpoint added.")
+    item = endpoints.locator("li", has_text="My endpoint")
+    expect(item).to_contain_text("model-one at https://1.1.1.1/v1 · key …1234")
+    expect(endpoints.get_by_label("API key")).to_have_value("")
+    assert "sk-secret-key-1234" not in page.content()
+
+    item.get_by_role("button", name="Edit").click()
+    expect(endpoints.get_by_label("Model")).to_have_value("model-one")
+    expect(endpoints.get_by_label("API key")).to_have_attribute("placeholder", re.compile("1234"))
+    endpoints.get_by_label("Model").fill("model-two")
+    endpoints.get_by_role("button", name="Save endpoint").click()
+    expect(item).to_contain_text("model-two at https://1.1.1.1/v1 · key …1234")
+    [stored] = httpx.get(f"{api_server}/v1/model-configs", headers=headers).json()
+    assert (stored["model"], stored["api_key_hint"]) == ("model-two", "1234")
+
+    refused = {"base_url": "http://127.0.0.1:9/v1", "model": "m", "api_key": "sk-x"}
+    detail = httpx.post(f"{api_server}/v1/model-configs", json=refused, headers=headers).json()
+    endpoints.get_by_label("Base URL").fill(refused["base_url"])
+    endpoints.get_by_label("Model").fill(refused["model"])
+    endpoints.get_by_label("API key").fill(refused["api_key"])
+    endpoints.get_by_role("button", name="Add endpoint").click()
+    expect(endpoints.locator(".notice.error")).to_have_text(detail["detail"])
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    item.get_by_role("button", name="Delete").click()
+    expect(endpoints.locator("ul.model-configs")).to_have_text("No endpoints yet.")
+
+    # A wrong current password is reported, and does not sign anyone out.
+    password = page.locator("form.password")
+    password.get_by_label("Current password").fill("not-my-password")
+    password.get_by_label("New password").fill("a brand new password")
+    password.get_by_role("button", name="Change password").click()
+    expect(password.locator(".notice.error")).to_be_visible()
+    expect(page.get_by_role("link", name="Settings")).to_be_visible()
+    password.get_by_label("Current password").fill(PASSWORD)
+    password.get_by_role("button", name="Change password").click()
+    expect(password.locator(".notice")).to_have_text(
+        "Password changed. Other sessions were signed out."
+    )
+
+    wait_for_plugin_account(api_server, headers)
+    page.reload()
+    expect(page.locator(".plugin .badge")).to_have_text("Ready")
+
+    page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill("a brand new password")
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("link", name="Settings")).to_be_visible()

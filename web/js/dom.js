@@ -45,7 +45,8 @@ export async function busy(button, label, status, task) {
     status.show(error);
   } finally {
     button.disabled = false;
-    button.textContent = original;
+    // The task may have relabelled the button for what comes next.
+    if (button.textContent === label) button.textContent = original;
   }
 }
 

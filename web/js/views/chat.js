@@ -36,7 +36,7 @@ function pause(ms, signal) {
 }
 
 function messageView({ id, role, content, status }) {
-  const note = { cancelled: "Stopped", failed: "Failed" }[status];
+  const note = { cancelled: "Stopped", failed: "Failed", partial: "Incomplete" }[status];
   return h(
     "article",
     { class: `message ${role} ${status ?? ""}`, "data-id": id },

@@ -7,32 +7,32 @@ import { busy, field, formatDate, h, loading, notice } from "../dom.js";
 const valueOf = (input) => input.value.trim() || null;
 
 function profileCard() {
-  const user = currentUser();
   const inputs = {
-    username: h("input", { name: "username", value: user.username, required: true, pattern: "[A-Za-z0-9_.\\-]{3,50}" }),
-    full_name: h("input", { name: "full_name", value: user.full_name ?? "" }),
-    avatar_url: h("input", { name: "avatar_url", type: "url", value: user.avatar_url ?? "", placeholder: "https://…" }),
-    bio: h("textarea", { name: "bio", rows: 3, value: user.bio ?? "" }),
+    username: h("input", { name: "username", required: true, pattern: "[A-Za-z0-9_.\\-]{3,50}" }),
+    full_name: h("input", { name: "full_name" }),
+    avatar_url: h("input", { name: "avatar_url", type: "url", placeholder: "https://…" }),
+    bio: h("textarea", { name: "bio", rows: 3 }),
   };
   const status = notice();
+  const signedInAs = h("p", { class: "muted" }, `Signed in as ${currentUser().email}`);
   const save = h("button", { type: "submit", class: "primary" }, "Save profile");
-  const form = h(
-    "form",
-    { class: "card profile" },
-    h("h2", {}, "Profile"),
-    h("p", { class: "muted" }, `Signed in as ${user.email}`),
+  // Disabled until the server's copy is in, so nothing typed is overwritten by it.
+  const fields = h(
+    "fieldset",
+    { disabled: true },
     field("Username", inputs.username),
     field("Full name", inputs.full_name),
     field("Avatar URL", inputs.avatar_url),
     field("Bio", inputs.bio),
-    status,
     save,
   );
-  // The stored copy may be stale (another device may have changed it).
+  const form = h("form", { class: "card profile" }, h("h2", {}, "Profile"), signedInAs, status, fields);
   api("GET", "/v1/user/profile")
-    .then((fresh) => {
-      updateUser(fresh);
-      for (const [name, input] of Object.entries(inputs)) input.value = fresh[name] ?? "";
+    .then((user) => {
+      updateUser(user);
+      signedInAs.textContent = `Signed in as ${user.email}`;
+      for (const [name, input] of Object.entries(inputs)) input.value = user[name] ?? "";
+      fields.disabled = false;
     })
     .catch((error) => status.show(error));
   form.addEventListener("submit", (event) => {
