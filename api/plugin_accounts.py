@@ -57,7 +57,8 @@ class PluginCredentials:
     api_key: str
 
 
-async def active_credentials(session: AsyncSession, user_id: uuid.UUID) -> PluginCredentials:
+async def active_account(session: AsyncSession, user_id: uuid.UUID) -> PluginAccount:
+    """The user's provisioned account, or 409 `plugin_account_pending`."""
     account = await session.scalar(select(PluginAccount).where(PluginAccount.user_id == user_id))
     if (
         account is None
@@ -69,6 +70,11 @@ async def active_credentials(session: AsyncSession, user_id: uuid.UUID) -> Plugi
             "Your plug-in API account is still being set up; try again shortly.",
             code="plugin_account_pending",
         )
+    return account
+
+
+async def active_credentials(session: AsyncSession, user_id: uuid.UUID) -> PluginCredentials:
+    account = await active_account(session, user_id)
     return PluginCredentials(
         user_id=user_id,
         plugin_user_id=account.plugin_user_id,

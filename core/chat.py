@@ -17,6 +17,8 @@ from core.plans import model_spec, plan_allows, plan_spec
 CUSTOM_PROVIDER = "custom"
 # The built-in deterministic provider, used when a platform provider has no key.
 LOCAL_PROVIDER = "local"
+# plug-in-api's OpenAI-compatible chat, called with the user's own plug-in-api key.
+PLUGIN_PROVIDER = "plugin"
 # Context window assumed for a user's own endpoint, whose size we cannot know.
 CUSTOM_CONTEXT_WINDOW = 16_000
 TITLE_MAX_CHARS = 60

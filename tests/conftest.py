@@ -27,8 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 pytest_plugins: list[str] = [
     "tests.fakes.apple",
     "tests.fakes.linuxdo",
-    "tests.fakes.plugin_api",
+    # Before plugin_api, which imports it (pytest rewrites asserts only in unimported modules).
     "tests.fakes.llm",
+    "tests.fakes.plugin_api",
 ]
 # Session fixtures returning env vars (e.g. fake upstream URLs) for the processes the tests start.
 ENV_FIXTURES: list[str] = ["apple_env", "linuxdo_env", "plugin_api_env", "llm_env"]

@@ -8,16 +8,20 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
+from api.completions import COMPLETION_RESPONSES, create_completion
 from api.deps import Caller, RedisDep, SessionDep
 from api.plugin_accounts import (
     PluginCredentials,
+    active_account,
     active_credentials,
     pending_last_use,
     record_use,
 )
 from api.plugin_client import call_plugin_api
+from api.schemas.openai import ChatCompletion, ChatCompletionRequest
 from api.schemas.plugin_api import (
     AccountStatusUpdate,
     OAuthAuthorizeRequest,
@@ -25,6 +29,7 @@ from api.schemas.plugin_api import (
     PluginAccountOut,
     PreferenceUpdate,
 )
+from core.chat import PLUGIN_PROVIDER, Route
 from core.plugin_accounts import PENDING
 from models import PluginAccount
 
@@ -232,6 +237,38 @@ async def get_quota_consumption(
 )
 async def list_models(credentials: Credentials, redis: RedisDep) -> Response:
     return await _forward(credentials, redis, "GET", "/v1/models")
+
+
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletion,
+    status_code=200,
+    operation_id="plugin-api-create-chat-completion",
+    summary="plug-in-api's chat completions through our workers, on the caller's quota",
+    responses={**COMPLETION_RESPONSES, **_ERRORS},
+)
+async def create_chat_completion(
+    body: ChatCompletionRequest,
+    caller: Caller,
+    session: SessionDep,
+    redis: RedisDep,
+    response: Response,
+) -> ChatCompletion | StreamingResponse:
+    """The worker calls plug-in-api with the user's own key, decrypted only there;
+    `model` is one of plug-in-api's (`GET /v1/plugin-api/models`)."""
+    # Refused before the quota is touched: a pending account costs no request.
+    await active_account(session, caller.user_id)
+    answer = await create_completion(
+        body,
+        caller=caller,
+        route=Route(PLUGIN_PROVIDER, body.model),
+        kind="plugin",
+        session=session,
+        redis=redis,
+        response=response,
+    )
+    await record_use(redis, caller.user_id)
+    return answer
 
 
 @router.put(

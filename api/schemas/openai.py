@@ -62,15 +62,31 @@ class CompletionUsage(BaseModel):
     total_tokens: int = Field(examples=[42])
 
 
+class FunctionCall(BaseModel):
+    name: str = Field(examples=["get_weather"])
+    arguments: str = Field(
+        description="JSON text, as the model wrote it", examples=['{"city": "Paris"}']
+    )
+
+
+class ToolCall(BaseModel):
+    id: str = Field(examples=["call_abc123"])
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = Field(examples=["Hello! How can I help?"])
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
-    finish_reason: str | None = Field(examples=["stop"])
+    finish_reason: str | None = Field(
+        description="`stop`, `length` or `tool_calls`, as the provider ended", examples=["stop"]
+    )
 
 
 class ChatCompletion(BaseModel):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import datetime
@@ -10,13 +11,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+import openai
 from sqlalchemy import select
 
 from core.celery_app import celery_app
 from core.crypto import decrypt_secret
 from core.db import worker_session
-from models import PluginAccount
+from models import Generation, PluginAccount, UsageRecord
 from tests.conftest import TEST_ENV, ServiceProcess
+from tests.fakes.llm import expected_reply
 from tests.fakes.plugin_api import ADMIN_KEY, FakePluginApi, FakeUser
 
 PASSWORD = "correct horse battery staple"
@@ -226,8 +229,18 @@ async def test_pending_account_answers_409(
         answer = await client.get(path, headers=user.headers)
         assert answer.status_code == 409
         assert answer.json()["code"] == "plugin_account_pending"
+    chat = await client.post(
+        "/v1/plugin-api/chat/completions",
+        json={"model": "gemini-3-pro-high", "messages": [{"role": "user", "content": "hi"}]},
+        headers=user.headers,
+    )
+    assert chat.status_code == 409
+    assert chat.json()["error"]["code"] == "plugin_account_pending"
     assert fake_plugin_api.seen == []
     assert (await client.get("/v1/plugin-api/accounts")).status_code == 401
+    # Refused before the quota: the pending account cost no request.
+    usage = await client.get("/v1/developer/usage/current", headers=user.headers)
+    assert usage.json()["quota_used"] == 0
 
 
 async def test_a_developer_api_key_reaches_the_users_plugin_account(
@@ -302,3 +315,87 @@ async def test_bodies_are_validated_before_going_upstream(
     dotted = await client.get("/v1/plugin-api/accounts/.hidden", headers=headers)
     assert dotted.status_code == 422
     assert len(fake_plugin_api.seen) == before
+
+
+async def finished_generations(
+    user_id: uuid.UUID, count: int, timeout: float = 30
+) -> list[Generation]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with worker_session() as session:
+            rows = session.scalars(select(Generation).where(Generation.user_id == user_id)).all()
+        if len(rows) == count and all(g.status not in ("queued", "running") for g in rows):
+            return list(rows)
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{count} generations of {user_id} did not finish")
+
+
+async def test_chat_completions_go_through_the_worker_with_the_users_key(
+    client: httpx.AsyncClient,
+    api_server: str,
+    celery_worker: ServiceProcess,
+    fake_plugin_api: FakePluginApi,
+) -> None:
+    user_id, headers, upstream = await provisioned(client, fake_plugin_api, "chat@example.com")
+    # Tokens 60 ms apart: each crosses the worker's flush interval on its own.
+    prompt = "hello [[tag=plug tokens=6 delay=0.06]]"
+    pieces, usage = [], None
+    async with client.stream(
+        "POST",
+        "/v1/plugin-api/chat/completions",
+        json={
+            "model": "gemini-3-pro-high",
+            "messages": [{"role": "user", "content": prompt}],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+        },
+        headers=headers,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["x-ratelimit-limit"] == "20"
+        lines = [line async for line in response.aiter_lines() if line.startswith("data: ")]
+    assert lines[-1] == "data: [DONE]"
+    for line in lines[:-1]:
+        chunk = json.loads(line.removeprefix("data: "))
+        assert chunk["object"] == "chat.completion.chunk"
+        assert chunk["model"] == "gemini-3-pro-high"
+        if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+            pieces.append(chunk["choices"][0]["delta"]["content"])
+        usage = chunk.get("usage") or usage
+    assert "".join(pieces) == expected_reply(prompt)
+    assert len(pieces) > 1
+    assert usage is not None and usage["completion_tokens"] == 6
+
+    sent = fake_plugin_api.seen_at("POST", "/v1/chat/completions")
+    assert [s.authorization for s in sent] == [f"Bearer {upstream.api_key}"]
+    assert sent[0].body["model"] == "gemini-3-pro-high" and sent[0].body["stream"] is True
+
+    # Not streamed, from the SDK with a developer API key: same pipeline, same key upstream.
+    created = await client.post("/v1/developer/api-keys", json={"name": "sdk"}, headers=headers)
+    sdk = openai.AsyncOpenAI(
+        base_url=api_server + "/v1/plugin-api", api_key=created.json()["key"], max_retries=0
+    )
+    whole = "again [[tag=plug2 tokens=4]]"
+    answer = await sdk.chat.completions.create(
+        model="gemini-3-pro-high", messages=[{"role": "user", "content": whole}]
+    )
+    assert answer.choices[0].message.content == expected_reply(whole)
+    assert answer.choices[0].finish_reason == "stop" and answer.usage.completion_tokens == 4
+    sent = fake_plugin_api.seen_at("POST", "/v1/chat/completions")
+    assert sent[-1].authorization == f"Bearer {upstream.api_key}"
+
+    generations = await finished_generations(user_id, 2)
+    assert {(g.kind, g.provider, g.status) for g in generations} == {("plugin", "plugin", "done")}
+    with worker_session() as session:
+        records = session.scalars(
+            select(UsageRecord).where(UsageRecord.user_id == user_id).order_by(UsageRecord.id)
+        ).all()
+    assert [r.completion_tokens for r in records] == [6, 4]
+    assert [r.api_key_id is not None for r in records] == [False, True]
+    assert records[0].prompt_tokens == usage["prompt_tokens"]
+    current = await client.get("/v1/developer/usage/current", headers=headers)
+    assert current.json()["quota_used"] == 2
+    for secret in (upstream.api_key, ADMIN_KEY):
+        assert secret not in api_log(api_server)
+        assert secret not in celery_worker.log_text()

@@ -4,6 +4,7 @@ and usage history that adds up to the generations made."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -17,7 +18,7 @@ from core.chat import cost_of
 from core.db import worker_session
 from core.plans import models_for_plan
 from models import Generation, UsageRecord
-from tests.fakes.llm import expected_reply
+from tests.fakes.llm import FakeLLM, expected_reply, expected_tool_calls
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 
@@ -121,6 +122,89 @@ async def test_sdk_sync_and_async(client, api_server, make_user) -> None:
     )
     assert Decimal(str(today["cost"])) == expected_cost > 0
     assert Decimal(str(history["total_cost"])) == expected_cost
+
+
+WEATHER_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": name,
+            "description": f"{name} of a city",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    for name in ("get_weather", "get_time")
+]
+
+
+def test_sdk_tool_calls_and_finish_reasons(api_server, make_user, fake_llm: FakeLLM) -> None:
+    user = make_user(plan="pro")
+    client = openai.OpenAI(base_url=api_server + "/v1", api_key=user.access_token, max_retries=0)
+    # Arguments come in five-character fragments 60 ms apart, so they cross several flushes.
+    prompt = "weather and time? [[tag=tools tool=get_weather,get_time delay=0.06]]"
+    messages = [{"role": "user", "content": prompt}]
+    wanted = expected_tool_calls(prompt)
+
+    calls: dict[int, dict] = {}
+    argument_chunks, finish_reasons = 0, []
+    for chunk in client.chat.completions.create(
+        model="deepseek-chat", messages=messages, tools=WEATHER_TOOLS, stream=True
+    ):
+        choice = chunk.choices[0]
+        finish_reasons.append(choice.finish_reason)
+        for fragment in choice.delta.tool_calls or []:
+            call = calls.setdefault(fragment.index, {"id": "", "name": "", "arguments": ""})
+            call["id"] += fragment.id or ""
+            call["name"] += fragment.function.name or ""
+            call["arguments"] += fragment.function.arguments or ""
+            argument_chunks += bool(fragment.function.arguments)
+        assert not choice.delta.content
+    assert [calls[index] for index in sorted(calls)] == [
+        {"id": c["id"], "name": c["function"]["name"], "arguments": c["function"]["arguments"]}
+        for c in wanted
+    ]
+    assert argument_chunks > len(wanted)
+    assert [reason for reason in finish_reasons if reason] == ["tool_calls"]
+    sent = fake_llm.requests_tagged("tools")[0]["body"]
+    assert sent["tools"] == WEATHER_TOOLS
+
+    answer = client.chat.completions.create(
+        model="deepseek-chat", messages=messages, tools=WEATHER_TOOLS, tool_choice="auto"
+    )
+    choice = answer.choices[0]
+    assert choice.finish_reason == "tool_calls" and choice.message.content is None
+    assert [c.model_dump() for c in choice.message.tool_calls] == wanted
+    assert choice.message.tool_calls[0].function.name == "get_weather"
+    assert json.loads(choice.message.tool_calls[0].function.arguments) == {
+        "city": "city-tools",
+        "call": 0,
+    }
+
+    # The tool results go back as the SDK sends them; an upstream without usage is estimated.
+    follow_up = "now answer [[tag=after tokens=3 no_usage=1 finish=length]]"
+    second = client.chat.completions.create(
+        model="deepseek-chat",
+        messages=[
+            *messages,
+            choice.message.model_dump(exclude_none=True),
+            *(
+                {"role": "tool", "tool_call_id": call.id, "content": "sunny"}
+                for call in choice.message.tool_calls
+            ),
+            {"role": "user", "content": follow_up},
+        ],
+        tools=WEATHER_TOOLS,
+    )
+    assert second.choices[0].message.content == expected_reply(follow_up)
+    assert second.choices[0].finish_reason == "length"
+    assert second.usage.prompt_tokens > 0 and second.usage.completion_tokens > 0
+    relayed = fake_llm.requests_tagged("after")[0]["body"]["messages"]
+    assert relayed[1]["tool_calls"] == wanted and "content" not in relayed[1]
+    assert relayed[2] == {"role": "tool", "tool_call_id": wanted[0]["id"], "content": "sunny"}
+    streamed = client.chat.completions.create(
+        model="deepseek-chat", messages=[{"role": "user", "content": follow_up}], stream=True
+    )
+    assert [c.choices[0].finish_reason for c in streamed][-1] == "length"
 
 
 async def test_sdk_errors_on_429_and_402(client, api_server, make_user) -> None:

@@ -10,6 +10,11 @@ so concurrent tests need no shared mutable state:
 - `hang=1`: accept and never send a token
 - `no_usage=1`: report no usage (the caller must estimate)
 - `title_status=<code>`: title requests (system prompt asking for a title) fail so
+- `tool=<name>[,<name>...]`: answer with those tool calls instead of text, their
+  JSON arguments streamed in small fragments after a first fragment with id and
+  name, as OpenAI does (`expected_tool_calls`)
+- `finish=<reason>`: the `finish_reason` to end with (default `stop`, or
+  `tool_calls` with `tool=`)
 
 The reply is a pure function of the request (`expected_reply`), and every
 request is recorded (`FakeLLM.requests`) for assertions.
@@ -57,6 +62,48 @@ def expected_reply(content: str) -> str:
     return "".join(expected_tokens(content))
 
 
+def expected_tool_calls(content: str) -> list[dict[str, Any]]:
+    """The whole calls a `tool=` knob asks for, in `message.tool_calls` shape."""
+    knobs = knobs_of(content)
+    if "tool" not in knobs:
+        return []
+    tag = knobs.get("tag", "x")
+    return [
+        {
+            "id": f"call_{index}_{tag}",
+            "type": "function",
+            "function": {
+                "name": name,
+                "arguments": json.dumps({"city": f"city-{tag}", "call": index}),
+            },
+        }
+        for index, name in enumerate(knobs["tool"].split(","))
+    ]
+
+
+def _tool_call_deltas(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """`delta`s streaming `calls`: id and name first, then arguments five characters at a time."""
+    deltas = []
+    for index, call in enumerate(calls):
+        head = {
+            "index": index,
+            "id": call["id"],
+            "type": "function",
+            "function": {"name": call["function"]["name"], "arguments": ""},
+        }
+        deltas.append({"tool_calls": [head]})
+        arguments = call["function"]["arguments"]
+        for start in range(0, len(arguments), 5):
+            piece = {"index": index, "function": {"arguments": arguments[start : start + 5]}}
+            deltas.append({"tool_calls": [piece]})
+    return deltas
+
+
+def last_user_text(body: dict[str, Any]) -> str:
+    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
+    return _text_of(users[-1]["content"]) if users else ""
+
+
 def title_reply(content: str) -> str:
     tag = knobs_of(content).get("tag", "x")
     # Reasoning and quotes, as real models send them; the title job strips both.
@@ -67,6 +114,90 @@ def _text_of(content: Any) -> str:
     if isinstance(content, str):
         return content
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+
+
+def _prompt_tokens(body: dict) -> int:
+    text = str(body.get("system", "")) + "".join(
+        _text_of(m.get("content", "")) for m in body.get("messages", [])
+    )
+    return len(text) // 4 + 3
+
+
+async def _paced(knobs: dict[str, str], items: list[Any]) -> AsyncIterator[Any]:
+    """`items` in order, at the pace (and with the failures) the knobs ask for."""
+    if knobs.get("hang"):
+        await asyncio.sleep(3600)
+    await asyncio.sleep(float(knobs.get("first_delay", "0")))
+    fail_after = int(knobs["fail_after"]) if "fail_after" in knobs else None
+    delay = float(knobs.get("delay", "0"))
+    for index, item in enumerate(items):
+        if fail_after is not None and index >= fail_after:
+            raise ConnectionAbortedError("fake upstream drops the connection")
+        if index and delay:
+            await asyncio.sleep(delay)
+        yield item
+
+
+async def openai_answer(body: dict[str, Any], knobs: dict[str, str], tokens: list[str]) -> Response:
+    """OpenAI's answer to a chat completion request: `tokens` as the text (or the
+    `tool=` knob's calls), one `chat.completion` or a chunk stream ending in usage."""
+    calls = expected_tool_calls(last_user_text(body))
+    deltas = _tool_call_deltas(calls) if calls else [{"content": token} for token in tokens]
+    finish = knobs.get("finish") or ("tool_calls" if calls else "stop")
+    prompt_tokens = _prompt_tokens(body)
+    usage = None
+    if not knobs.get("no_usage"):
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": len(deltas),
+            "total_tokens": prompt_tokens + len(deltas),
+        }
+    completion_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
+    model = body.get("model", "fake")
+    if not body.get("stream"):
+        paced = [item async for item in _paced(knobs, deltas)]
+        message: dict[str, Any] = {
+            "role": "assistant",
+            "content": "".join(item.get("content", "") for item in paced) or None,
+        }
+        if calls:
+            message["tool_calls"] = calls
+        answer: dict[str, Any] = {
+            "id": completion_id,
+            "object": "chat.completion",
+            "created": 0,
+            "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        }
+        if usage:
+            answer["usage"] = usage
+        return JSONResponse(answer)
+    include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
+        payload = {
+            "id": completion_id,
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": model,
+            "choices": choices,
+            **extra,
+        }
+        return f"data: {json.dumps(payload)}\n\n"
+
+    def delta(content: dict, finish_reason: str | None = None) -> str:
+        return chunk([{"index": 0, "delta": content, "finish_reason": finish_reason}])
+
+    async def events() -> AsyncIterator[str]:
+        yield delta({"role": "assistant", "content": None if calls else ""})
+        async for item in _paced(knobs, deltas):
+            yield delta(item)
+        yield delta({}, finish)
+        if include_usage and usage:
+            yield chunk([], usage=usage)
+        yield "data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 class FakeLLM:
@@ -89,8 +220,7 @@ class FakeLLM:
     async def _record(self, request: Request, protocol: str) -> tuple[dict, str, dict, bool]:
         body = await request.json()
         messages = body.get("messages", [])
-        users = [m for m in messages if m.get("role") == "user"]
-        last_user = _text_of(users[-1]["content"]) if users else ""
+        last_user = last_user_text(body)
         system = body.get("system") or "".join(
             _text_of(m["content"]) for m in messages if m.get("role") == "system"
         )
@@ -109,26 +239,6 @@ class FakeLLM:
             )
         return body, last_user, knobs, is_title
 
-    @staticmethod
-    def _prompt_tokens(body: dict) -> int:
-        text = str(body.get("system", "")) + "".join(
-            _text_of(m.get("content", "")) for m in body.get("messages", [])
-        )
-        return len(text) // 4 + 3
-
-    async def _tokens(self, knobs: dict[str, str], tokens: list[str]) -> AsyncIterator[str]:
-        if knobs.get("hang"):
-            await asyncio.sleep(3600)
-        await asyncio.sleep(float(knobs.get("first_delay", "0")))
-        fail_after = int(knobs["fail_after"]) if "fail_after" in knobs else None
-        delay = float(knobs.get("delay", "0"))
-        for index, token in enumerate(tokens):
-            if fail_after is not None and index >= fail_after:
-                raise ConnectionAbortedError("fake upstream drops the connection")
-            if index and delay:
-                await asyncio.sleep(delay)
-            yield token
-
     # OpenAI chat completions -------------------------------------------------
 
     async def openai(self, request: Request) -> Response:
@@ -146,65 +256,7 @@ class FakeLLM:
                 status_code=int(status),
             )
         tokens = [title_reply(last_user)] if is_title else expected_tokens(last_user)
-        prompt_tokens = self._prompt_tokens(body)
-        usage = None
-        if not knobs.get("no_usage"):
-            usage = {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": len(tokens),
-                "total_tokens": prompt_tokens + len(tokens),
-            }
-        completion_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
-        model = body.get("model", "fake")
-        if not body.get("stream"):
-            text = "".join([t async for t in self._tokens(knobs, tokens)])
-            answer: dict[str, Any] = {
-                "id": completion_id,
-                "object": "chat.completion",
-                "created": 0,
-                "model": model,
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": text},
-                        "finish_reason": "stop",
-                    }
-                ],
-            }
-            if usage:
-                answer["usage"] = usage
-            return JSONResponse(answer)
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-
-        def chunk(delta: dict, finish: str | None = None, **extra: Any) -> str:
-            payload = {
-                "id": completion_id,
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                **extra,
-            }
-            return f"data: {json.dumps(payload)}\n\n"
-
-        async def events() -> AsyncIterator[str]:
-            yield chunk({"role": "assistant", "content": ""})
-            async for token in self._tokens(knobs, tokens):
-                yield chunk({"content": token})
-            yield chunk({}, "stop")
-            if include_usage and usage:
-                payload = {
-                    "id": completion_id,
-                    "object": "chat.completion.chunk",
-                    "created": 0,
-                    "model": model,
-                    "choices": [],
-                    "usage": usage,
-                }
-                yield f"data: {json.dumps(payload)}\n\n"
-            yield "data: [DONE]\n\n"
-
-        return StreamingResponse(events(), media_type="text/event-stream")
+        return await openai_answer(body, knobs, tokens)
 
     # Anthropic messages ------------------------------------------------------
 
@@ -220,11 +272,11 @@ class FakeLLM:
                 status_code=int(status),
             )
         tokens = [title_reply(last_user)] if is_title else expected_tokens(last_user)
-        input_tokens = self._prompt_tokens(body)
+        input_tokens = _prompt_tokens(body)
         message_id = f"msg_{uuid.uuid4().hex[:12]}"
         model = body.get("model", "fake")
         if not body.get("stream"):
-            text = "".join([t async for t in self._tokens(knobs, tokens)])
+            text = "".join([t async for t in _paced(knobs, tokens)])
             return JSONResponse(
                 {
                     "id": message_id,
@@ -261,7 +313,7 @@ class FakeLLM:
                 "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
             )
             yield event("ping", {})
-            async for token in self._tokens(knobs, tokens):
+            async for token in _paced(knobs, tokens):
                 yield event(
                     "content_block_delta",
                     {"index": 0, "delta": {"type": "text_delta", "text": token}},

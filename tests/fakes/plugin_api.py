@@ -20,10 +20,11 @@ from typing import Any
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cli.embedded import free_port
+from tests.fakes.llm import expected_tokens, knobs_of, last_user_text, openai_answer
 from tests.fakes.server import serve_in_thread
 
 ADMIN_KEY = "plugin-admin-key-for-tests-0123456789"
@@ -120,6 +121,7 @@ class FakePluginApi:
             Route("/api/quotas/shared-pool", self.shared_pool),
             Route("/api/quotas/consumption", self.consumption),
             Route("/v1/models", self.models),
+            Route("/v1/chat/completions", self.chat_completions, methods=["POST"]),
         ]
 
     async def _record(self, request: Request) -> Any:
@@ -308,6 +310,14 @@ class FakePluginApi:
                 "data": [{"id": "gemini-3-pro-high", "object": "model", "owned_by": user.user_id}],
             }
         )
+
+    async def chat_completions(self, request: Request) -> Response:
+        """OpenAI's protocol, answered like the fake LLM (the same knobs), for a known key."""
+        user, body = await self._caller(request)
+        if isinstance(user, JSONResponse):
+            return user
+        last_user = last_user_text(body)
+        return await openai_answer(body, knobs_of(last_user), expected_tokens(last_user))
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from core.chat import CUSTOM_PROVIDER, LOCAL_PROVIDER
+from core.chat import CUSTOM_PROVIDER, LOCAL_PROVIDER, PLUGIN_PROVIDER
 from core.config import settings
 from workers.providers.anthropic import Anthropic
 from workers.providers.base import Provider
@@ -13,6 +13,7 @@ _ADAPTERS: dict[str, Provider] = {
     "deepseek": OpenAICompatible("deepseek"),
     "kimi": OpenAICompatible("kimi"),
     CUSTOM_PROVIDER: OpenAICompatible("custom"),
+    PLUGIN_PROVIDER: OpenAICompatible("plug-in-api"),
     "anthropic": Anthropic(),
     LOCAL_PROVIDER: Local(),
 }

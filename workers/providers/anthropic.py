@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import httpx
 
 from workers.providers.base import (
+    Finish,
     ProviderCall,
     ProviderError,
+    StreamItem,
     Usage,
     build_request,
     http_client,
@@ -20,6 +22,8 @@ from workers.providers.base import (
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
+# Anthropic's stop reasons in OpenAI's words; the rest (end_turn, stop_sequence) are `stop`.
+FINISH_REASONS = {"max_tokens": "length", "tool_use": "tool_calls"}
 
 
 class Anthropic:
@@ -41,7 +45,7 @@ class Anthropic:
         headers = {"x-api-key": call.api_key, "anthropic-version": API_VERSION}
         return build_request(call, "/v1/messages", headers, body)
 
-    def stream(self, call: ProviderCall) -> Iterator[str | Usage]:
+    def stream(self, call: ProviderCall) -> Iterator[StreamItem]:
         usage = Usage()
         try:
             response = http_client().send(self._request(call, True), stream=True)
@@ -59,6 +63,9 @@ class Anthropic:
                             yield delta["text"]
                     elif kind == "message_delta":
                         usage.completion_tokens = (payload.get("usage") or {}).get("output_tokens")
+                        stop_reason = (payload.get("delta") or {}).get("stop_reason")
+                        if stop_reason:
+                            yield Finish(FINISH_REASONS.get(stop_reason, "stop"))
                     elif kind == "error":
                         message = (payload.get("error") or {}).get("message", "stream error")
                         raise ProviderError(f"anthropic: {message}")

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import httpx
 
 from core.ssrf import pin_url
+from workers.providers.tool_calls import ToolCallDelta
 
 # Between-chunk read timeout: a stalled upstream fails the generation instead of hanging it.
 TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=10.0, pool=10.0)
@@ -43,6 +44,17 @@ class Usage:
     completion_tokens: int | None = None
 
 
+@dataclass(frozen=True)
+class Finish:
+    """Why the reply ended, in OpenAI's words: `stop`, `length`, `tool_calls`, ..."""
+
+    reason: str
+
+
+# What a provider's stream yields: text, tool-call fragments, the end reason, then usage.
+StreamItem = str | ToolCallDelta | Finish | Usage
+
+
 class ProviderError(Exception):
     def __init__(self, message: str, *, retryable: bool = False) -> None:
         super().__init__(message)
@@ -51,8 +63,9 @@ class ProviderError(Exception):
 
 
 class Provider(Protocol):
-    def stream(self, call: ProviderCall) -> Iterator[str | Usage]:
-        """Text deltas in order, then one `Usage` (fields None when the provider gave none)."""
+    def stream(self, call: ProviderCall) -> Iterator[StreamItem]:
+        """Text deltas and tool-call fragments in order, a `Finish` when the provider
+        names one, then one `Usage` (fields None when the provider gave none)."""
         ...
 
     def complete(self, call: ProviderCall) -> tuple[str, Usage]: ...
@@ -140,14 +153,14 @@ def sse_lines(response: httpx.Response) -> Iterator[tuple[str | None, str]]:
         yield event, "\n".join(data)
 
 
-def stream_with_retry(provider: Provider, call: ProviderCall) -> Iterator[str | Usage]:
+def stream_with_retry(provider: Provider, call: ProviderCall) -> Iterator[StreamItem]:
     """Retry transient failures with backoff, but only before the first token:
     after it, a retry would repeat text the client already has."""
     for attempt in range(RETRY_ATTEMPTS):
         started = False
         try:
             for item in provider.stream(call):
-                started = started or isinstance(item, str)
+                started = started or isinstance(item, str | ToolCallDelta)
                 yield item
             return
         except ProviderError as exc:

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 import httpx
 
 from workers.providers.base import (
+    Finish,
     ProviderCall,
     ProviderError,
+    StreamItem,
     Usage,
     build_request,
     http_client,
@@ -17,6 +19,7 @@ from workers.providers.base import (
     sse_lines,
     transport_error,
 )
+from workers.providers.tool_calls import ToolCallDelta
 
 
 class OpenAICompatible:
@@ -39,7 +42,7 @@ class OpenAICompatible:
         headers = {"Authorization": f"Bearer {call.api_key}", "Accept": "text/event-stream"}
         return build_request(call, "/chat/completions", headers, body)
 
-    def stream(self, call: ProviderCall) -> Iterator[str | Usage]:
+    def stream(self, call: ProviderCall) -> Iterator[StreamItem]:
         usage = Usage()
         try:
             response = http_client().send(self._request(call, True), stream=True)
@@ -57,9 +60,13 @@ class OpenAICompatible:
                             chunk["usage"].get("completion_tokens"),
                         )
                     for choice in chunk.get("choices") or []:
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
-                            yield text
+                        delta = choice.get("delta") or {}
+                        if delta.get("content"):
+                            yield delta["content"]
+                        for raw in delta.get("tool_calls") or []:
+                            yield ToolCallDelta.from_openai(raw)
+                        if choice.get("finish_reason"):
+                            yield Finish(choice["finish_reason"])
             finally:
                 response.close()
         except httpx.HTTPError as exc:

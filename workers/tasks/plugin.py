@@ -14,6 +14,7 @@ from celery import Task
 from celery.utils.log import get_task_logger
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from core.celery_app import celery_app
 from core.config import settings
@@ -33,6 +34,7 @@ from core.plugin_accounts import (
 )
 from core.redis import sync_redis
 from models import PluginAccount, User
+from workers.providers.base import ProviderError
 
 log = get_task_logger(__name__)
 
@@ -80,6 +82,18 @@ def _create_upstream_user(user_id: uuid.UUID) -> tuple[str, str]:
         return str(data["user_id"]), str(data["api_key"])
     except (ValueError, KeyError, TypeError):
         raise UpstreamRefused("plug-in-api answered POST /api/users without data") from None
+
+
+def chat_endpoint(session: Session, user_id: uuid.UUID) -> tuple[str, str]:
+    """plug-in-api's OpenAI-compatible base URL and the user's own key, decrypted just
+    in time for the call (never logged, never sent anywhere else)."""
+    account = session.scalar(select(PluginAccount).where(PluginAccount.user_id == user_id))
+    if account is None or account.status != ACTIVE or account.api_key_encrypted is None:
+        raise ProviderError("The plug-in API account is not active.")
+    return (
+        settings.plugin_api_base_url.rstrip("/") + "/v1",
+        decrypt_secret(account.api_key_encrypted),
+    )
 
 
 def _read_journal(user_id: uuid.UUID) -> tuple[str, str] | None:
