@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.enqueue import enqueue
 from api.relay import relay_events
+from core.admission import admit, release
 from core.chat import CUSTOM_PROVIDER, Route, default_model, route_for_model
 from core.errors import AppError, NotFound, Unavailable
 from core.quota import QuotaSubject, durable_used, ensure_period, refund, reserve, subject_for_user
@@ -102,14 +103,50 @@ async def start_generation(
     """Persist and enqueue one generation: in a conversation (`conversation` and
     `content`), or stateless (`request` = {"messages", "temperature"?, "max_tokens"?}).
 
-    First reserves one request of `caller`'s quota (default: the user's own),
+    First takes a streaming slot (503/429 past capacity, see core/admission.py),
+    then reserves one request of `caller`'s quota (default: the user's own),
     raising 402/429 before anything is written; the generation id is the
     reservation's id, so a worker can refund exactly it."""
     if caller is None:
         await ensure_period(session, user)
         caller = subject_for_user(user)
     generation_id = uuid.uuid4()
-    subject = caller
+    # Capacity first: a refused request then costs neither quota nor a database write.
+    await admit(redis, user.id, str(generation_id))
+    try:
+        return await _reserve_and_enqueue(
+            session,
+            redis,
+            generation_id,
+            user=user,
+            route=route,
+            conversation=conversation,
+            content=content,
+            request=request,
+            api_key_id=api_key_id,
+            kind=kind,
+            subject=caller,
+        )
+    except BaseException:
+        # Refused by the quota, or PostgreSQL/Redis failed: no worker will ever release it.
+        await release(redis, user.id, str(generation_id))
+        raise
+
+
+async def _reserve_and_enqueue(
+    session: AsyncSession,
+    redis: aioredis.Redis,
+    generation_id: uuid.UUID,
+    *,
+    user: User,
+    route: Route,
+    conversation: Conversation | None,
+    content: str | None,
+    request: dict[str, Any] | None,
+    api_key_id: uuid.UUID | None,
+    kind: str,
+    subject: QuotaSubject,
+) -> StartedGeneration:
     grant = await reserve(
         redis, subject, lambda: durable_used(session, subject), request_id=str(generation_id)
     )
@@ -209,3 +246,4 @@ async def cancel_generation(
     if ended is not None:
         keys, args = terminal_script_args(gen_id, CANCELLED, {"message": None, "usage": None})
         await redis.eval(TERMINAL_SCRIPT, len(keys), *keys, *args)
+        await release(redis, generation.user_id, gen_id)

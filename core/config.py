@@ -181,6 +181,11 @@ class Settings(BaseSettings):
     worker_concurrency: int = 100
     # Upper bound of one generation; the broker's visibility timeout sits above it.
     generation_timeout_seconds: int = 600
+    # Admission control: generations streaming at once in the chat pool (unset: the one
+    # chat worker's WORKER_CONCURRENCY; set it to the sum over chat workers) and per user.
+    # Past either, a new generation is refused at once instead of queueing behind busy threads.
+    chat_max_streams: int | None = None
+    chat_max_streams_per_user: int = 20
 
     @field_validator(
         "encryption_keys", "cors_origins", "trusted_proxies", "apple_client_ids", mode="before"

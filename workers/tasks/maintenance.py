@@ -8,6 +8,7 @@ stream gets its terminal `error` event (unless a relay already added it).
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 
 from celery.utils.log import get_task_logger
@@ -52,7 +53,7 @@ def sweep_generations() -> int:
             )
             .with_for_update(skip_locked=True)
         ).all()
-        ended: list[str] = []
+        ended: list[tuple[str, uuid.UUID]] = []
         for generation in candidates:
             gen_id = str(generation.id)
             if generation.status == "running" and (
@@ -75,9 +76,12 @@ def sweep_generations() -> int:
             generation.status = "failed"
             generation.error_code, generation.error = WORKER_LOST
             generation.finished_at = now
-            ended.append(gen_id)
-    for gen_id in ended:
-        publish_terminal(gen_id, ERROR, {"code": WORKER_LOST[0], "message": WORKER_LOST[1]})
+            ended.append((gen_id, generation.user_id))
+    for gen_id, user_id in ended:
+        # Releases the dead worker's streaming slot too (a relay may have ended the stream).
+        publish_terminal(
+            gen_id, ERROR, {"code": WORKER_LOST[0], "message": WORKER_LOST[1]}, user_id
+        )
     if ended:
         log.warning("swept stuck generations", extra={"count": len(ended)})
     return len(ended)
