@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from celery.utils.log import get_task_logger
@@ -24,6 +24,7 @@ from core.admission import release_in, release_sync
 from core.celery_app import celery_app
 from core.chat import (
     CUSTOM_PROVIDER,
+    PLUGIN_PROVIDER,
     context_window,
     cost_of,
     estimate_tokens,
@@ -54,7 +55,9 @@ from core.streams import (
 )
 from models import Conversation, Generation, Message, ModelConfig, UsageRecord, UserAIConfig
 from workers.providers import platform_endpoint, provider_for
-from workers.providers.base import ProviderCall, ProviderError, Usage, stream_with_retry
+from workers.providers.base import Finish, ProviderCall, ProviderError, Usage, stream_with_retry
+from workers.providers.tool_calls import ToolCallDelta, assemble, merge_fragment
+from workers.tasks.plugin import chat_endpoint
 
 log = get_task_logger(__name__)
 
@@ -111,6 +114,14 @@ class Outcome:
     text: str
     usage: Usage
     first_token_at: datetime | None
+    # Whole tool calls in `message.tool_calls` shape, and the provider's end reason.
+    tool_calls: list[dict] = field(default_factory=list)
+    finish_reason: str | None = None
+
+    @property
+    def produced(self) -> bool:
+        """Whether the provider generated anything the client received (and is billed for)."""
+        return bool(self.text or self.tool_calls)
 
 
 def _now() -> datetime:
@@ -177,6 +188,9 @@ def build_call(generation: Generation) -> ProviderCall:
                 decrypt_secret(config.api_key_encrypted),
                 True,
             )
+        elif generation.provider == PLUGIN_PROVIDER:
+            base_url, api_key = chat_endpoint(session, generation.user_id)
+            user_endpoint = False
         else:
             base_url, api_key = platform_endpoint(generation.provider)
             user_endpoint = False
@@ -194,32 +208,59 @@ def build_call(generation: Generation) -> ProviderCall:
 
 
 def stream_reply(generation: Generation, call: ProviderCall) -> Outcome:
-    """Stream the provider's reply into `gen:{id}`, coalescing deltas; raises Cancelled."""
+    """Stream the provider's reply into `gen:{id}`, coalescing deltas; raises Cancelled.
+
+    Text and tool-call fragments are never pending together (a switch flushes), so
+    the stream keeps the provider's order."""
     redis = sync_redis()
     gen_id = str(generation.id)
     key, flag = stream_key(gen_id), cancel_key(gen_id)
     parts: list[str] = []
     pending: list[str] = []
+    fragments: list[dict] = []
+    pending_tools: list[dict] = []
     usage = Usage()
+    finish_reason: str | None = None
     first_token_at: datetime | None = None
     last_flush = 0.0
 
-    def flush() -> None:
-        nonlocal last_flush
+    def write_pending() -> None:
         if pending:
             redis.xadd(key, encode(DELTA, {"content": "".join(pending)}))
             pending.clear()
+        if pending_tools:
+            # `content` stays present so clients that only concatenate text never break.
+            redis.xadd(key, encode(DELTA, {"content": "", "tool_calls": list(pending_tools)}))
+            pending_tools.clear()
+
+    def flush() -> None:
+        nonlocal last_flush
+        write_pending()
         last_flush = time.monotonic()
         if redis.exists(flag):
             raise Cancelled
+
+    def outcome() -> Outcome:
+        return Outcome("".join(parts), usage, first_token_at, assemble(fragments), finish_reason)
 
     try:
         for item in stream_with_retry(provider_for(generation.provider), call):
             if isinstance(item, Usage):
                 usage = item
                 continue
-            parts.append(item)
-            pending.append(item)
+            if isinstance(item, Finish):
+                finish_reason = item.reason
+                continue
+            if isinstance(item, ToolCallDelta):
+                if pending:
+                    flush()
+                fragments.append(item.fragment)
+                merge_fragment(pending_tools, item.fragment)
+            else:
+                if pending_tools:
+                    flush()
+                parts.append(item)
+                pending.append(item)
             if first_token_at is None:
                 first_token_at = _now()
                 flush()
@@ -231,11 +272,10 @@ def stream_reply(generation: Generation, call: ProviderCall) -> Outcome:
         flush()
     except (Cancelled, ProviderError) as exc:
         # What was already relayed is also what gets stored: flush the tail first.
-        if pending:
-            redis.xadd(key, encode(DELTA, {"content": "".join(pending)}))
-        exc.partial = Outcome("".join(parts), usage, first_token_at)  # type: ignore[attr-defined]
+        write_pending()
+        exc.partial = outcome()  # type: ignore[attr-defined]
         raise
-    return Outcome("".join(parts), usage, first_token_at)
+    return outcome()
 
 
 def _final_usage(call: ProviderCall | None, outcome: Outcome) -> tuple[int, int, bool]:
@@ -243,9 +283,12 @@ def _final_usage(call: ProviderCall | None, outcome: Outcome) -> tuple[int, int,
     prompt, completion = outcome.usage.prompt_tokens, outcome.usage.completion_tokens
     estimated = prompt is None or completion is None
     if prompt is None:
-        prompt = sum(estimate_tokens(m["content"]) for m in call.messages) if call else 0
+        # Content may be absent (an assistant turn of tool calls) or a list of parts.
+        texts = [str(m.get("content") or "") for m in call.messages] if call else []
+        prompt = sum(estimate_tokens(text) for text in texts)
     if completion is None:
-        completion = estimate_tokens(outcome.text) if outcome.text else 0
+        generated = outcome.text + "".join(c["function"]["arguments"] for c in outcome.tool_calls)
+        completion = estimate_tokens(generated) if generated else 0
     return prompt, completion, estimated
 
 
@@ -295,7 +338,7 @@ def finish(
         current.assistant_message_id = message.id if message else None
         if error:
             current.error_code, current.error = error
-        if status == "done" or outcome.text:
+        if status == "done" or outcome.produced:
             session.add(
                 UsageRecord(
                     user_id=generation.user_id,
@@ -311,7 +354,14 @@ def finish(
         usage = usage_payload(prompt, completion, estimated)
         if status == "done":
             if message is None:
-                return {"content": outcome.text, "usage": usage}
+                answer = {
+                    "content": outcome.text,
+                    "usage": usage,
+                    "finish_reason": outcome.finish_reason or "stop",
+                }
+                if outcome.tool_calls:
+                    answer["tool_calls"] = outcome.tool_calls
+                return answer
             return {"message": message_payload(message), "usage": usage}
         if status == "cancelled":
             return {"message": message_payload(message) if message else None, "usage": usage}
@@ -353,7 +403,7 @@ def generate(generation_id: str) -> None:
         data = finish(generation, "failed", partial, call, ("upstream_error", message))
         if data is not None:
             # Refunded before the client hears of the failure, so its next call sees the count.
-            if not partial.text:
+            if not partial.produced:
                 refund_generation(generation.user_id, generation.api_key_id, generation.id)
             publish_terminal(generation_id, ERROR, data, generation.user_id)
     except Exception:
