@@ -135,6 +135,7 @@ async function send(method, path, body, { token, signal, headers = {}, raw = fal
 export async function api(method, path, body, options = {}) {
   if (!session) throw new ApiError(401, "token_invalid", "Please sign in.");
   if (session.refresh_at <= Date.now()) await refresh();
+  if (!session) throw new ApiError(401, "token_expired", "Your session has ended. Please sign in again.");
   for (let attempt = 0; ; attempt++) {
     try {
       return await send(method, path, body, { ...options, token: session?.access_token });
