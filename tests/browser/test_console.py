@@ -6,11 +6,14 @@ module is skipped, saying so, when it is not installed.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -28,7 +31,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+# The README's screenshots come from this test: `UPDATE_SCREENSHOTS=1 make test` refreshes
+# them; other runs write to a scratch folder so a test run leaves the tree clean.
+SCREENSHOTS = (
+    ROOT / "docs" / "screenshots"
+    if os.environ.get("UPDATE_SCREENSHOTS")
+    else Path(tempfile.mkdtemp(prefix="switchboard-screenshots-"))
+)
 # Bounded waits (ms): long enough for a loaded CI machine, short enough to fail fast.
 STEP = 15_000
 PASSWORD = "correct horse battery"
