@@ -11,6 +11,7 @@ OpenAI-compatible route all format these events their own way.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -18,6 +19,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from sqlalchemy import select
 
 from core.db import async_session_factory
@@ -36,6 +39,7 @@ from core.streams import (
 from models import Generation
 
 BLOCK_MS = 2000
+READ_ATTEMPTS = 4
 WORKER_LOST = {"code": "worker_lost", "message": "The worker running this generation stopped."}
 STREAM_GONE = {"code": "stream_expired", "message": "This generation's stream has expired."}
 
@@ -74,6 +78,19 @@ async def _worker_lost(generation_id: str) -> bool:
     return status == "running"
 
 
+async def _read(reader: aioredis.Redis, key: str, cursor: str) -> list:
+    """XREAD BLOCK, retried on a broken connection: the cursor makes a retry lose nothing,
+    and a pooled connection that predates a Redis restart fails once before reconnecting."""
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            return await reader.xread({key: cursor}, block=BLOCK_MS, count=200)
+        except RedisConnectionError:
+            if attempt == READ_ATTEMPTS - 1:
+                raise
+            await asyncio.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
 async def relay_events(
     generation_id: str, last_event_id: str | None = None
 ) -> AsyncIterator[StreamEvent]:
@@ -83,7 +100,7 @@ async def relay_events(
     last_output = time.monotonic()
     idle_since = time.monotonic()
     while True:
-        answer = await reader.xread({key: cursor}, block=BLOCK_MS, count=200)
+        answer = await _read(reader, key, cursor)
         if answer:
             idle_since = time.monotonic()
             for entry_id, fields in answer[0][1]:

@@ -186,6 +186,8 @@ class Settings(BaseSettings):
     # Past either, a new generation is refused at once instead of queueing behind busy threads.
     chat_max_streams: int | None = None
     chat_max_streams_per_user: int = 20
+    # A provider silent this long between two chunks fails the generation (partial kept).
+    provider_read_timeout_seconds: float = 60.0
 
     @field_validator(
         "encryption_keys", "cors_origins", "trusted_proxies", "apple_client_ids", mode="before"

@@ -13,6 +13,8 @@ import pytest
 import redis
 import websockets
 
+from core.admission import POOL_KEY, user_key
+from core.redis import sync_redis
 from tests.conftest import SLOT, TEST_ENV, start_api, start_worker
 from tests.fakes.llm import expected_reply
 from tests.sse import new_conversation, read_events, stream_chat, text_of
@@ -40,7 +42,9 @@ def isolated_pair(service_env):
 
 
 @pytest.mark.slow
-async def test_worker_killed_mid_stream_ends_client_stream_with_error(isolated_pair, make_user):
+async def test_worker_killed_mid_stream_ends_client_stream_with_error(
+    isolated_pair, make_user, fake_llm
+):
     base_url, worker = isolated_pair()
     user = make_user()
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
@@ -71,6 +75,35 @@ async def test_worker_killed_mid_stream_ends_client_stream_with_error(isolated_p
     async with httpx.AsyncClient(base_url=base_url, timeout=10) as client:
         status = (await client.get(f"/v1/generations/{generation_id}", headers=user.headers)).json()
         assert status["status"] == "failed"
+        detail = (
+            await client.get(f"/v1/conversations/{conversation_id}", headers=user.headers)
+        ).json()
+        assert [m["role"] for m in detail["messages"]] == ["user", "assistant"]
+        assert detail["messages"][0]["content"] == content
+        assert detail["messages"][-1]["status"] == "failed"
+        assert detail["messages"][-1]["content"] == streamed
+        # Charged once (a reply was produced, so no refund), and the provider called once.
+        usage = await client.get("/v1/developer/usage/current", headers=user.headers)
+        assert usage.json()["quota_used"] == 1
+    assert len([r for r in fake_llm.requests_tagged("killed") if not r["is_title"]]) == 1
+    # The sweep gave the dead worker's streaming slot back.
+    assert sync_redis().zscore(POOL_KEY, generation_id) is None
+    assert sync_redis().zcard(user_key(user.id)) == 0
+
+
+@pytest.mark.slow
+async def test_provider_silent_after_first_token_fails_with_partial_kept(isolated_pair, make_user):
+    base_url, _ = isolated_pair(PROVIDER_READ_TIMEOUT_SECONDS="1.5")
+    user = make_user()
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        conversation_id = await new_conversation(client, user)
+        content = "[[tag=silent tokens=10 hang_after=3]]"
+        events = await asyncio.wait_for(stream_chat(client, user, conversation_id, content), 30)
+        assert events[-1].event == "error"
+        assert events[-1].data["code"] == "upstream_error"
+        assert "timed out" in events[-1].data["message"]
+        streamed = text_of(events)
+        assert streamed == expected_reply(content)[: len(streamed)] and streamed.count(" ") == 3
         detail = (
             await client.get(f"/v1/conversations/{conversation_id}", headers=user.headers)
         ).json()

@@ -8,6 +8,7 @@ so concurrent tests need no shared mutable state:
 - `fail_after=<n>`: drop the connection after n tokens
 - `status=<code>`: answer that HTTP error with a provider-shaped body
 - `hang=1`: accept and never send a token
+- `hang_after=<n>`: send n tokens, then go silent with the connection open
 - `no_usage=1`: report no usage (the caller must estimate)
 - `title_status=<code>`: title requests (system prompt asking for a title) fail so
 - `tool=<name>[,<name>...]`: answer with those tool calls instead of text, their
@@ -133,6 +134,8 @@ async def _paced(knobs: dict[str, str], items: list[Any]) -> AsyncIterator[Any]:
     for index, item in enumerate(items):
         if fail_after is not None and index >= fail_after:
             raise ConnectionAbortedError("fake upstream drops the connection")
+        if "hang_after" in knobs and index >= int(knobs["hang_after"]):
+            await asyncio.sleep(3600)
         if index and delay:
             await asyncio.sleep(delay)
         yield item

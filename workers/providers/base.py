@@ -14,11 +14,14 @@ from typing import Any, Protocol
 
 import httpx
 
+from core.config import settings
 from core.ssrf import pin_url
 from workers.providers.tool_calls import ToolCallDelta
 
 # Between-chunk read timeout: a stalled upstream fails the generation instead of hanging it.
-TIMEOUT = httpx.Timeout(connect=10.0, read=60.0, write=10.0, pool=10.0)
+TIMEOUT = httpx.Timeout(
+    connect=10.0, read=settings.provider_read_timeout_seconds, write=10.0, pool=10.0
+)
 RETRY_ATTEMPTS = 3
 RETRYABLE_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504, 529})
 
