@@ -12,6 +12,7 @@ from fastapi.staticfiles import StaticFiles
 
 from api.errors import install_error_handlers
 from api.middleware import RequestContextMiddleware
+from api.openapi import install_openapi
 from api.plugin_accounts import start_provisioning
 from api.plugin_client import close_plugin_client
 from api.routes import (
@@ -78,6 +79,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     if app_settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

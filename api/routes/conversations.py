@@ -43,6 +43,8 @@ from core.redis import redis_client
 from core.streams import TERMINAL_EVENTS
 from models import Conversation, Generation, Message, User
 
+PG_BIGINT_MAX = 2**63 - 1
+
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -88,7 +90,8 @@ async def list_conversations(
     user: CurrentUser,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    # Bounded to PostgreSQL's bigint: a larger number would fail in the database, not here.
+    offset: Annotated[int, Query(ge=0, le=PG_BIGINT_MAX)] = 0,
 ) -> dict[str, Any]:
     total = await session.scalar(
         select(func.count()).select_from(Conversation).where(Conversation.user_id == user.id)
@@ -110,7 +113,7 @@ async def get_conversation(
     conversation: OwnedConversation,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=PG_BIGINT_MAX)] = None,
 ) -> dict[str, Any]:
     query = select(Message).where(Message.conversation_id == conversation.id)
     if before_id is not None:
