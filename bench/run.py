@@ -33,7 +33,7 @@ import redis
 
 from bench import litellm
 from bench.client import StreamResult, conversation_stream, openai_stream, prompt
-from bench.stack import BenchStack, process_tree
+from bench.stack import BENCH_DATABASE, BenchStack, process_tree
 
 STATEMENT_LINE = re.compile(r"LOG:  (?:statement|execute [^:]*): (.*)")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -54,7 +54,7 @@ class Profile:
 
 
 FULL = Profile(100, [1, 10, 50, 200, 1000], 4.0, 50, 0.02, 3.0, 30, 200, 1000)
-QUICK = Profile(10, [1, 10, 50], 1.0, 50, 0.02, 1.0, 5, 20, 100)
+QUICK = Profile(10, [1, 10, 50], 1.0, 50, 0.02, 1.0, 5, 10, 50)
 
 
 def pct(values: list[float], p: int) -> float | None:
@@ -639,6 +639,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
     parser.add_argument("--litellm-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--database-url", help="use this PostgreSQL (a bench database is made)")
+    parser.add_argument("--database-name", default=BENCH_DATABASE, help="with --database-url")
     parser.add_argument(
         "--redis-url", help="use this Redis db (flushed) instead of embedded valkey"
     )
@@ -654,6 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     stack = BenchStack.create(
         database_url=args.database_url,
+        database_name=args.database_name,
         redis_url=args.redis_url,
         worker_concurrency=max(max(profile.levels), profile.overload_admitted),
         chat_max_streams=max(profile.levels) + 10,

@@ -76,6 +76,7 @@ class Child:
 class BenchStack:
     workdir: Path
     database_url: str | None = None
+    database_name: str = BENCH_DATABASE
     redis_url: str | None = None
     worker_concurrency: int = 1000
     chat_max_streams: int = 1000
@@ -99,11 +100,11 @@ class BenchStack:
             with psycopg.connect(admin, autocommit=True) as conn:
                 conn.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
-                    (BENCH_DATABASE,),
+                    (self.database_name,),
                 )
-                conn.execute(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}"')
-                conn.execute(f'CREATE DATABASE "{BENCH_DATABASE}"')
-            database_url = urlunsplit(parts._replace(path=f"/{BENCH_DATABASE}"))
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.database_name}"')
+                conn.execute(f'CREATE DATABASE "{self.database_name}"')
+            database_url = urlunsplit(parts._replace(path=f"/{self.database_name}"))
         else:
             self.postgres = EmbeddedPostgres(self.workdir)
             self.postgres.start()
