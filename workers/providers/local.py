@@ -15,7 +15,9 @@ TOKEN_DELAY_SECONDS = 0.03
 def _reply(call: ProviderCall) -> str:
     question = next((m["content"] for m in reversed(call.messages) if m["role"] == "user"), "")
     if any(m["role"] == "system" and "short title" in m["content"] for m in call.messages):
-        return " ".join(question.split()[:6])
+        # The title job sends "User: <question>\n\nAssistant: <reply>": name it by the question.
+        asked = question.removeprefix("User:").split("\n\nAssistant:")[0]
+        return " ".join(asked.split()[:6])
     excerpt = " ".join(question.split()[:30])
     return (
         f"[local provider] No API key is configured for {call.model}, so Switchboard's "
