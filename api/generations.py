@@ -22,10 +22,18 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.enqueue import enqueue
 from api.relay import relay_events
-from core.admission import admit, release
+from core.admission import release, release_in
 from core.chat import CUSTOM_PROVIDER, Route, default_model, route_for_model
 from core.errors import AppError, NotFound, Unavailable
-from core.quota import QuotaSubject, durable_used, ensure_period, refund, reserve, subject_for_user
+from core.gate import admit
+from core.quota import (
+    Grant,
+    QuotaSubject,
+    durable_used,
+    ensure_period,
+    refund_in,
+    subject_for_user,
+)
 from core.streams import (
     CANCEL_FLAG_TTL_SECONDS,
     CANCELLED,
@@ -103,21 +111,21 @@ async def start_generation(
     """Persist and enqueue one generation: in a conversation (`conversation` and
     `content`), or stateless (`request` = {"messages", "temperature"?, "max_tokens"?}).
 
-    First takes a streaming slot (503/429 past capacity, see core/admission.py),
-    then reserves one request of `caller`'s quota (default: the user's own),
-    raising 402/429 before anything is written; the generation id is the
-    reservation's id, so a worker can refund exactly it."""
+    Reserves one request of `caller`'s quota (default: the user's own) and a
+    streaming slot in one script (core/gate.py: 402/429 for the contractual
+    limits first, then 503/429 past capacity) before anything is written; the
+    generation id is the reservation's id, so a worker can refund exactly it."""
     if caller is None:
         await ensure_period(session, user)
         caller = subject_for_user(user)
     generation_id = uuid.uuid4()
-    # Capacity first: a refused request then costs neither quota nor a database write.
-    await admit(redis, user.id, str(generation_id))
+    grant = await admit(redis, caller, generation_id, lambda: durable_used(session, caller))
     try:
-        return await _reserve_and_enqueue(
+        return await _write_and_enqueue(
             session,
             redis,
             generation_id,
+            grant,
             user=user,
             route=route,
             conversation=conversation,
@@ -125,18 +133,27 @@ async def start_generation(
             request=request,
             api_key_id=api_key_id,
             kind=kind,
-            subject=caller,
         )
     except BaseException:
-        # Refused by the quota, or PostgreSQL/Redis failed: no worker will ever release it.
-        await release(redis, user.id, str(generation_id))
+        # PostgreSQL or Redis failed: no worker will ever release or charge it.
+        await _give_back(redis, caller, user.id, str(generation_id))
         raise
 
 
-async def _reserve_and_enqueue(
+async def _give_back(
+    redis: aioredis.Redis, subject: QuotaSubject, user_id: uuid.UUID, generation_id: str
+) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        release_in(pipe, user_id, generation_id)
+        refund_in(pipe, subject, generation_id)
+        await pipe.execute()
+
+
+async def _write_and_enqueue(
     session: AsyncSession,
     redis: aioredis.Redis,
     generation_id: uuid.UUID,
+    grant: Grant,
     *,
     user: User,
     route: Route,
@@ -145,11 +162,7 @@ async def _reserve_and_enqueue(
     request: dict[str, Any] | None,
     api_key_id: uuid.UUID | None,
     kind: str,
-    subject: QuotaSubject,
 ) -> StartedGeneration:
-    grant = await reserve(
-        redis, subject, lambda: durable_used(session, subject), request_id=str(generation_id)
-    )
     now = datetime.now(UTC)
     user_message: Message | None = None
     if conversation is not None:
@@ -203,7 +216,6 @@ async def _reserve_and_enqueue(
     except (RedisError, BrokerError, OSError) as exc:
         # Nothing half-written: without a queued task the rows would wait forever.
         await _forget(session, started)
-        await refund(redis, subject, gen_id)
         raise Unavailable("The queue is unavailable; try again shortly.") from exc
     return started
 

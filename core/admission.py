@@ -1,19 +1,22 @@
 """Admission control: how many generations may stream at once, in the chat worker
 pool and per user, enforced in Redis so every API replica shares the count.
 
-Past capacity a new generation is refused at once (503 for a full pool, 429 for
+Checked and taken in the same Lua script as the quota (core/gate.py), after
+it. Past capacity a new generation is refused at once (503 for a full pool, 429 for
 a user at their own limit, both with `Retry-After`) instead of waiting in the
 Celery queue for seconds behind busy worker threads. A slot is a sorted-set
 member (the generation id) scored by its expiry: the worker releases it after
 the terminal event, the sweep releases those of dead workers, and an entry
 nobody released expires after the generation timeout, so slots never leak.
 
-No FastAPI or Celery here: the API admits (async), workers and the sweep release.
+No FastAPI or Celery here: the API admits (through core/gate.py), workers and the
+sweep release.
 """
 
 from __future__ import annotations
 
 import uuid
+from typing import NoReturn
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline as AsyncPipeline
@@ -24,24 +27,28 @@ from core.errors import AppError, Unavailable
 from core.redis import sync_redis
 
 POOL_KEY = "admission:pool:chat"
-POOL_FULL, USER_FULL = 1, 2
+POOL_FULL, USER_FULL = 4, 5
 # A refused client retries after this; slots free as fast as replies finish.
 RETRY_AFTER_SECONDS = 1
 
-# KEYS: pool set, user set. ARGV: pool limit, user limit, generation id, slot ttl ms.
-# Returns 0 (admitted), 1 (pool full) or 2 (user at their limit).
-ADMIT_SCRIPT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[1]) then return 1 end
-if redis.call('ZCARD', KEYS[2]) >= tonumber(ARGV[2]) then return 2 end
-local expires = now + tonumber(ARGV[4])
-redis.call('ZADD', KEYS[1], expires, ARGV[3])
-redis.call('ZADD', KEYS[2], expires, ARGV[3])
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return 0
+# The capacity half of core/gate.py's start script, in two Lua fragments: the
+# check runs after the quota's check (contractual limits are judged first), the
+# take only once everything passed. KEYS[4] pool set, KEYS[5] user set.
+# ARGV[8] pool limit, ARGV[9] user limit, ARGV[10] slot ttl ms; ARGV[6] is the
+# generation id and `now`, `limit`, `remaining`, `wait` come from the quota check.
+# Returns {POOL_FULL or USER_FULL, rpm limit, remaining, wait ms} when refusing.
+CAPACITY_CHECK_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
+redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
+if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[8]) then return {4, limit, remaining, wait} end
+if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[9]) then return {5, limit, remaining, wait} end
+"""
+
+CAPACITY_TAKE_LUA = """
+local expires = now + tonumber(ARGV[10])
+redis.call('ZADD', KEYS[4], expires, ARGV[6])
+redis.call('ZADD', KEYS[5], expires, ARGV[6])
+redis.call('PEXPIRE', KEYS[5], ARGV[10])
 """
 
 
@@ -63,29 +70,26 @@ def _slot_ttl_ms() -> int:
     return (settings.generation_timeout_seconds + 60) * 1000
 
 
-async def admit(store: aioredis.Redis, user_id: uuid.UUID, generation_id: str) -> None:
-    """Take a slot for `generation_id` or raise 503 (pool full) / 429 (user's limit)."""
-    status = int(
-        await store.eval(
-            ADMIT_SCRIPT,
-            2,
-            POOL_KEY,
-            user_key(user_id),
-            pool_limit(),
-            settings.chat_max_streams_per_user,
-            generation_id,
-            _slot_ttl_ms(),
-        )
-    )
+def capacity_keys(user_id: uuid.UUID) -> list[str]:
+    """KEYS[4..5] of the capacity fragments."""
+    return [POOL_KEY, user_key(user_id)]
+
+
+def capacity_args() -> list[int]:
+    """ARGV[8..10] of the capacity fragments."""
+    return [pool_limit(), settings.chat_max_streams_per_user, _slot_ttl_ms()]
+
+
+def refuse(status: int, rate_headers: dict[str, str]) -> NoReturn:
+    """Raise 503 (pool full) or 429 (user's limit; with the untouched rpm window's headers)."""
     retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if status == POOL_FULL:
         raise Unavailable("Every worker is busy; try again shortly.", headers=retry)
-    if status == USER_FULL:
-        raise TooManyStreams(
-            f"At most {settings.chat_max_streams_per_user} generations may stream at once "
-            "per user; wait for one to finish.",
-            headers=retry,
-        )
+    raise TooManyStreams(
+        f"At most {settings.chat_max_streams_per_user} generations may stream at once "
+        "per user; wait for one to finish.",
+        headers={**retry, **rate_headers},
+    )
 
 
 def release_in(pipe: Pipeline | AsyncPipeline, user_id: uuid.UUID, generation_id: str) -> None:

@@ -1,7 +1,8 @@
 """Monthly request quotas and per-minute rate limits, enforced in Redis.
 
-One Lua script checks and reserves the monthly quota, the plan's rpm and the
-API key's own rpm together, so N concurrent requests on any number of API
+The monthly quota, the plan's rpm and the API key's own rpm are checked and
+reserved together in one Lua script (core/gate.py, which adds the streaming
+capacity of core/admission.py), so N concurrent requests on any number of API
 replicas can never overspend (there is no check-then-increment window). The
 monthly counter lives at `quota:used:{user}:{period start epoch}`; PostgreSQL's
 `users.quota_used` is its durable copy (synced by beat), and a missing counter
@@ -22,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline as AsyncPipeline
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -38,17 +40,18 @@ COUNTER_GRACE_SECONDS = 40 * 24 * 3600
 
 OK, NEEDS_SEED, RATE_LIMITED, QUOTA_EXCEEDED = 0, 1, 2, 3
 
-# KEYS: counter, user window, key window ('' when no key).
-# ARGV: monthly limit, plan rpm, key rpm (0 = none), seed (-1 = unknown),
-#       counter ttl seconds, request id.
-# Returns {status, a, b, c}:
-#   OK             {0, used after, binding rpm limit, remaining in window, ms until a slot frees}
+# The quota half of core/gate.py's start script, in two Lua fragments: the check
+# runs before the capacity check, the take only once everything passed.
+# KEYS[1] counter, KEYS[2] user window, KEYS[3] key window ('' when no key).
+# ARGV[1] monthly limit, ARGV[2] plan rpm, ARGV[3] key rpm (0 = none),
+# ARGV[4] seed (-1 = unknown), ARGV[5] counter ttl seconds, ARGV[6] request id,
+# ARGV[7] window ms; `now` (ms, Redis' clock) is set by the script's prelude.
+# Leaves `used`, `limit` (the binding rpm), `remaining` in its window and `wait`
+# (ms until a slot frees) for the rest of the script, or returns:
 #   NEEDS_SEED     {1}
 #   RATE_LIMITED   {2, binding rpm limit, ms until a slot frees, used}
 #   QUOTA_EXCEEDED {3, used}
-RESERVE_SCRIPT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+QUOTA_CHECK_LUA = """
 local window = tonumber(ARGV[7])
 local used = redis.call('GET', KEYS[1])
 if not used then
@@ -79,7 +82,11 @@ if KEYS[3] ~= '' and tonumber(ARGV[3]) > 0 then
   end
 end
 if remaining <= 0 then return {2, limit, math.max(wait, 1), used} end
+if wait <= 0 then wait = window end
+"""
 
+# Spends the request: its rate-window slots and one count of the period.
+QUOTA_TAKE_LUA = """
 redis.call('ZADD', KEYS[2], now, ARGV[6])
 redis.call('PEXPIRE', KEYS[2], window)
 if KEYS[3] ~= '' then
@@ -87,8 +94,6 @@ if KEYS[3] ~= '' then
   redis.call('PEXPIRE', KEYS[3], window)
 end
 used = redis.call('INCR', KEYS[1])
-if wait <= 0 then wait = window end
-return {0, used, limit, remaining - 1, wait}
 """
 
 # KEYS: counter, user window, key window (''). ARGV: request id.
@@ -179,14 +184,16 @@ def _window_keys(user_id: uuid.UUID, api_key_id: uuid.UUID | None) -> tuple[str,
     return f"ratelimit:user:{user_id}", f"ratelimit:key:{api_key_id}" if api_key_id else ""
 
 
-def _keys(subject: QuotaSubject) -> list[str]:
+def quota_keys(subject: QuotaSubject) -> list[str]:
+    """KEYS[1..3] of the quota fragments."""
     return [
         counter_key(subject.user_id, subject.period_start_at),
         *_window_keys(subject.user_id, subject.api_key_id),
     ]
 
 
-def _reserve_args(subject: QuotaSubject, request_id: str, seed: int) -> list[str | int]:
+def quota_args(subject: QuotaSubject, request_id: str, seed: int) -> list[str | int]:
+    """ARGV[1..7] of the quota fragments; `seed` -1 until Redis asked for one."""
     return [
         subject.monthly_limit,
         subject.rpm,
@@ -202,7 +209,17 @@ def _seconds(ms: int) -> int:
     return max(math.ceil(ms / 1000), 1)
 
 
-def _outcome(subject: QuotaSubject, request_id: str, reply: list[int]) -> Grant:
+def window_headers(limit: int, remaining: int, wait_ms: int) -> dict[str, str]:
+    """X-RateLimit-* of the binding per-minute window."""
+    return {
+        "X-RateLimit-Limit": str(limit),
+        "X-RateLimit-Remaining": str(max(remaining, 0)),
+        "X-RateLimit-Reset": str(_seconds(wait_ms)),
+    }
+
+
+def outcome(subject: QuotaSubject, request_id: str, reply: list[int]) -> Grant:
+    """The grant of a reply {OK, used, limit, remaining, wait ms}, or the refusal it names."""
     status = int(reply[0])
     if status == QUOTA_EXCEEDED:
         until_reset = (subject.reset_at - datetime.now(UTC)).total_seconds()
@@ -220,53 +237,18 @@ def _outcome(subject: QuotaSubject, request_id: str, reply: list[int]) -> Grant:
         limit, wait_ms = int(reply[1]), int(reply[2])
         raise RateLimited(
             f"Rate limit of {limit} requests per minute reached; retry in {_seconds(wait_ms)} s.",
-            headers={
-                "Retry-After": str(_seconds(wait_ms)),
-                "X-RateLimit-Limit": str(limit),
-                "X-RateLimit-Remaining": "0",
-                "X-RateLimit-Reset": str(_seconds(wait_ms)),
-            },
+            headers={"Retry-After": str(_seconds(wait_ms)), **window_headers(limit, 0, wait_ms)},
         )
     used, limit, remaining, wait_ms = (int(x) for x in reply[1:5])
     return Grant(
-        request_id=request_id,
-        used=used,
-        headers={
-            "X-RateLimit-Limit": str(limit),
-            "X-RateLimit-Remaining": str(max(remaining, 0)),
-            "X-RateLimit-Reset": str(_seconds(wait_ms)),
-        },
+        request_id=request_id, used=used, headers=window_headers(limit, remaining, wait_ms)
     )
 
 
-async def reserve(
-    store: aioredis.Redis,
-    subject: QuotaSubject,
-    load_used: Callable[[], Awaitable[int]],
-    request_id: str | None = None,
-) -> Grant:
-    """Reserve one request or raise QuotaExceeded / RateLimited.
-
-    `load_used` reads the durable count of the subject's period; it runs only
-    when Redis lost the counter. Use the generation id as `request_id` so a
-    refund can give back exactly this request's rate-window slots.
-    """
-    request_id = request_id or uuid.uuid4().hex
-    keys = _keys(subject)
-    reply = await store.eval(
-        RESERVE_SCRIPT, len(keys), *keys, *_reserve_args(subject, request_id, -1)
-    )
-    if int(reply[0]) == NEEDS_SEED:
-        seed = await load_used()
-        reply = await store.eval(
-            RESERVE_SCRIPT, len(keys), *keys, *_reserve_args(subject, request_id, seed)
-        )
-    return _outcome(subject, request_id, reply)
-
-
-async def refund(store: aioredis.Redis, subject: QuotaSubject, request_id: str) -> None:
-    keys = _keys(subject)
-    await store.eval(REFUND_SCRIPT, len(keys), *keys, request_id)
+def refund_in(pipe: AsyncPipeline, subject: QuotaSubject, request_id: str) -> None:
+    """Queue giving back one reserved request on a pipeline."""
+    keys = quota_keys(subject)
+    pipe.eval(REFUND_SCRIPT, len(keys), *keys, request_id)
 
 
 def refund_generation(

@@ -48,6 +48,11 @@ async def test_refused_past_capacity_and_released_at_the_end(small_api: str, mak
             assert own.status_code == 429, own.text
             assert own.json()["error"]["code"] == "rate_limited"
             assert int(own.headers["retry-after"]) >= 1
+            # Judged after the rate limits, whose window it reports untouched.
+            assert own.headers["x-ratelimit-limit"] == "20"
+            assert own.headers["x-ratelimit-remaining"] == "19"
+            usage = await client.get("/v1/developer/usage/current", headers=first.headers)
+            assert usage.json()["quota_used"] == 1
 
             # Another user takes the pool's last slot on the conversation route.
             conversation_id = await new_conversation(client, second)

@@ -1,0 +1,117 @@
+"""The one Redis round trip that lets a generation start.
+
+A Lua script judges the contractual limits first (core/quota.py: the monthly
+quota is a 402, the plan's rpm and the key's `rate_limit` a 429 with
+`X-RateLimit-*`), then capacity (core/admission.py: a full chat pool is a 503,
+a user at their own stream limit a 429), and only when everything passes does
+it reserve the request and the streaming slot together: a capacity refusal
+spends no quota and a quota refusal takes no slot. A stateless completion also
+hands the script its first stream entry and its Celery task message, so
+admitting it, opening its stream and queueing its task are one round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from core.admission import (
+    CAPACITY_CHECK_LUA,
+    CAPACITY_TAKE_LUA,
+    POOL_FULL,
+    USER_FULL,
+    capacity_args,
+    capacity_keys,
+    refuse,
+)
+from core.quota import (
+    NEEDS_SEED,
+    QUOTA_CHECK_LUA,
+    QUOTA_TAKE_LUA,
+    Grant,
+    QuotaSubject,
+    outcome,
+    quota_args,
+    quota_keys,
+    window_headers,
+)
+
+# KEYS[6] stream, KEYS[7] task queue ('' for neither). ARGV[11] start event
+# fields (event, data), ARGV[13] stream ttl, ARGV[14] task message.
+OPEN_LUA = """
+if KEYS[6] ~= '' then
+  redis.call('XADD', KEYS[6], '*', 'event', ARGV[11], 'data', ARGV[12])
+  redis.call('EXPIRE', KEYS[6], ARGV[13])
+  redis.call('LPUSH', KEYS[7], ARGV[14])
+end
+"""
+
+START_SCRIPT = (
+    """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
+    + QUOTA_CHECK_LUA
+    + CAPACITY_CHECK_LUA
+    + QUOTA_TAKE_LUA
+    + CAPACITY_TAKE_LUA
+    + OPEN_LUA
+    + "return {0, used, limit, remaining - 1, wait}\n"
+)
+# EVALSHA spares sending the script's text with every request.
+START_SHA = hashlib.sha1(START_SCRIPT.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What an admitted stateless generation starts with, in the same round trip: the
+    first entry of its stream and its task message, pushed onto the broker's queue
+    list (which must then live in the same Redis db)."""
+
+    stream_key: str
+    event: str
+    data: str
+    stream_ttl_seconds: int
+    queue: str
+    task_message: str
+
+
+async def admit(
+    store: aioredis.Redis,
+    subject: QuotaSubject,
+    generation_id: uuid.UUID,
+    load_used: Callable[[], Awaitable[int]],
+    opening: Opening | None = None,
+) -> Grant:
+    """Reserve one request and one streaming slot for `generation_id`, or raise
+    402/429 (quota, rate limits, the user's streams) or 503 (the pool is full).
+
+    `load_used` reads the durable count of the subject's period; it runs only when
+    Redis lost the counter. The generation id is the reservation's id, so a refund
+    gives back exactly its rate-window slots."""
+    request_id = str(generation_id)
+    keys = [*quota_keys(subject), *capacity_keys(subject.user_id), "", ""]
+    tail: list[str | int] = ["", "", 0, ""]
+    if opening is not None:
+        keys[5:] = [opening.stream_key, opening.queue]
+        tail = [opening.event, opening.data, opening.stream_ttl_seconds, opening.task_message]
+    seed = -1
+    while True:
+        args = [*quota_args(subject, request_id, seed), *capacity_args(), *tail]
+        try:
+            reply = await store.evalsha(START_SHA, len(keys), *keys, *args)
+        except NoScriptError:
+            reply = await store.eval(START_SCRIPT, len(keys), *keys, *args)
+        if int(reply[0]) != NEEDS_SEED or seed >= 0:
+            break
+        seed = await load_used()
+    status = int(reply[0])
+    if status in (POOL_FULL, USER_FULL):
+        limit, remaining, wait_ms = (int(x) for x in reply[1:4])
+        refuse(status, window_headers(limit, remaining, wait_ms))
+    return outcome(subject, request_id, reply)
