@@ -15,7 +15,7 @@ from fastapi import Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.generations import StartedGeneration, start_generation, wait_for_reply
+from api.generations import StartedGeneration, start_completion, wait_for_reply
 from api.relay import relay_events
 from api.schemas.openai import (
     AssistantMessage,
@@ -28,7 +28,6 @@ from core.chat import CUSTOM_PROVIDER, PLUGIN_PROVIDER, Route
 from core.errors import AppError
 from core.quota import QuotaSubject
 from core.streams import CANCELLED, DELTA, DONE, ERROR, START
-from models import User
 
 # Adapters that speak OpenAI's protocol and so take tools, response_format and content parts.
 OPENAI_COMPATIBLE = frozenset({"deepseek", "kimi", CUSTOM_PROVIDER, PLUGIN_PROVIDER})
@@ -146,18 +145,13 @@ async def create_completion(
 ) -> ChatCompletion | StreamingResponse:
     """Start a stateless generation on `route`, charged to `caller`, and answer it as
     OpenAI does: a chunk stream with `stream: true`, else one `chat.completion`."""
-    user = await session.get(User, caller.user_id)
-    if user is None:
-        raise AppError("The account no longer exists.", code="token_invalid", status_code=401)
-    started = await start_generation(
+    started = await start_completion(
         session,
         redis,
-        user=user,
+        caller=caller,
         route=route,
         request=_provider_request(body, route.provider),
-        api_key_id=caller.api_key_id,
         kind=kind,
-        caller=caller,
     )
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)

@@ -1,10 +1,13 @@
 """Starting, awaiting and cancelling generations from the API side.
 
-`start_generation` is the single entry point every chat path (SSE, WebSocket,
-non-streaming, the OpenAI-compatible route) goes through: quota reservation
-belongs at its top. It writes the user message and the `generations` row,
-commits, opens the stream with its `start` event, then enqueues the worker
-task with the generation id only.
+Every generation starts through `start_generation` (a conversation turn: SSE,
+WebSocket, non-streaming) or `start_completion` (stateless: the OpenAI-compatible
+routes). Both begin with core/gate.py's one script (quota and rate limits, then
+streaming capacity) before anything is written. A conversation turn then writes
+the user message and the `generations` row, commits, opens the stream with its
+`start` event and queues the worker task; a completion writes nothing to
+PostgreSQL (the worker inserts its row) and, when the broker shares the Redis
+db, is admitted, opened and queued in that one script.
 """
 
 from __future__ import annotations
@@ -15,25 +18,24 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import RedisError
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.enqueue import enqueue
+from api.enqueue import TaskMessage, push, task_message
 from api.relay import relay_events
 from core.admission import release, release_in
 from core.chat import CUSTOM_PROVIDER, Route, default_model, route_for_model
 from core.errors import AppError, NotFound, Unavailable
-from core.gate import admit
+from core.gate import Opening, admit
 from core.quota import (
-    Grant,
     QuotaSubject,
     durable_used,
     ensure_period,
     refund_in,
     subject_for_user,
 )
+from core.redis import broker_shares_redis
 from core.streams import (
     CANCEL_FLAG_TTL_SECONDS,
     CANCELLED,
@@ -101,123 +103,135 @@ async def start_generation(
     *,
     user: User,
     route: Route,
-    conversation: Conversation | None = None,
-    content: str | None = None,
-    request: dict[str, Any] | None = None,
-    api_key_id: uuid.UUID | None = None,
-    kind: str = "chat",
-    caller: QuotaSubject | None = None,
+    conversation: Conversation,
+    content: str,
 ) -> StartedGeneration:
-    """Persist and enqueue one generation: in a conversation (`conversation` and
-    `content`), or stateless (`request` = {"messages", "temperature"?, "max_tokens"?}).
-
-    Reserves one request of `caller`'s quota (default: the user's own) and a
-    streaming slot in one script (core/gate.py: 402/429 for the contractual
-    limits first, then 503/429 past capacity) before anything is written; the
-    generation id is the reservation's id, so a worker can refund exactly it."""
-    if caller is None:
-        await ensure_period(session, user)
-        caller = subject_for_user(user)
+    """A conversation turn: admit it, store the user message and the `generations`
+    row, commit, then open the stream and queue the task with the generation id."""
+    await ensure_period(session, user)
+    caller = subject_for_user(user)
     generation_id = uuid.uuid4()
     grant = await admit(redis, caller, generation_id, lambda: durable_used(session, caller))
     try:
-        return await _write_and_enqueue(
-            session,
-            redis,
-            generation_id,
-            grant,
-            user=user,
-            route=route,
-            conversation=conversation,
-            content=content,
-            request=request,
-            api_key_id=api_key_id,
-            kind=kind,
-        )
-    except BaseException:
-        # PostgreSQL or Redis failed: no worker will ever release or charge it.
-        await _give_back(redis, caller, user.id, str(generation_id))
-        raise
-
-
-async def _give_back(
-    redis: aioredis.Redis, subject: QuotaSubject, user_id: uuid.UUID, generation_id: str
-) -> None:
-    async with redis.pipeline(transaction=False) as pipe:
-        release_in(pipe, user_id, generation_id)
-        refund_in(pipe, subject, generation_id)
-        await pipe.execute()
-
-
-async def _write_and_enqueue(
-    session: AsyncSession,
-    redis: aioredis.Redis,
-    generation_id: uuid.UUID,
-    grant: Grant,
-    *,
-    user: User,
-    route: Route,
-    conversation: Conversation | None,
-    content: str | None,
-    request: dict[str, Any] | None,
-    api_key_id: uuid.UUID | None,
-    kind: str,
-) -> StartedGeneration:
-    now = datetime.now(UTC)
-    user_message: Message | None = None
-    if conversation is not None:
+        now = datetime.now(UTC)
         user_message = Message(
-            conversation_id=conversation.id, role="user", content=content or "", status="complete"
+            conversation_id=conversation.id, role="user", content=content, status="complete"
         )
         session.add(user_message)
         conversation.updated_at = now
         await session.flush()
-    generation = Generation(
-        id=generation_id,
-        conversation_id=conversation.id if conversation else None,
-        user_id=user.id,
-        api_key_id=api_key_id,
-        model_config_id=route.model_config_id,
-        user_message_id=user_message.id if user_message else None,
-        kind=kind,
-        provider=route.provider,
-        model=route.model,
-        status="queued",
-        request=request,
-        queued_at=now,
-    )
-    session.add(generation)
-    await session.commit()
-    started = StartedGeneration(
-        generation.id,
-        generation.conversation_id,
-        user_message.id if user_message else None,
-        grant.headers,
-    )
-    gen_id = str(generation.id)
-    try:
-        async with redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(
-                stream_key(gen_id),
-                encode(
-                    START,
-                    {
-                        "generation_id": gen_id,
-                        "conversation_id": str(started.conversation_id)
-                        if started.conversation_id
-                        else None,
-                        "user_message_id": started.user_message_id,
-                    },
-                ),
+        session.add(
+            Generation(
+                id=generation_id,
+                conversation_id=conversation.id,
+                user_id=user.id,
+                model_config_id=route.model_config_id,
+                user_message_id=user_message.id,
+                kind="chat",
+                provider=route.provider,
+                model=route.model,
+                status="queued",
+                queued_at=now,
             )
-            pipe.expire(stream_key(gen_id), UNSTARTED_STREAM_TTL_SECONDS)
-            await pipe.execute()
-        await enqueue(CHAT_TASK, gen_id)
-    except (RedisError, BrokerError, OSError) as exc:
-        # Nothing half-written: without a queued task the rows would wait forever.
-        await _forget(session, started)
-        raise Unavailable("The queue is unavailable; try again shortly.") from exc
+        )
+        await session.commit()
+        started = StartedGeneration(generation_id, conversation.id, user_message.id, grant.headers)
+        try:
+            await _open(redis, started, task_message(CHAT_TASK, (str(generation_id),)))
+        except (RedisError, OSError) as exc:
+            # Nothing half-written: without a queued task the rows would wait forever.
+            await _forget(session, started)
+            raise Unavailable("The queue is unavailable; try again shortly.") from exc
+    except BaseException:
+        # PostgreSQL or Redis failed: no worker will ever release or charge it.
+        await _give_back(redis, caller, generation_id)
+        raise
     return started
+
+
+async def start_completion(
+    session: AsyncSession,
+    redis: aioredis.Redis,
+    *,
+    caller: QuotaSubject,
+    route: Route,
+    request: dict[str, Any],
+    kind: str,
+) -> StartedGeneration:
+    """A stateless completion (`request` = {"messages", ...}): no PostgreSQL here (the
+    session is used only if Redis lost the quota counter). The worker inserts the
+    `generations` row from the task message; admitting, opening the stream and queueing
+    the task are one round trip when the broker shares the Redis db."""
+    generation_id = uuid.uuid4()
+    gen_id = str(generation_id)
+    spec = {
+        "user_id": str(caller.user_id),
+        "api_key_id": str(caller.api_key_id) if caller.api_key_id else None,
+        "kind": kind,
+        "provider": route.provider,
+        "model": route.model,
+        "request": request,
+        "queued_at": datetime.now(UTC).isoformat(),
+    }
+    # Worker logs name the generation, never the conversation it carries.
+    message = task_message(CHAT_TASK, (gen_id, spec), argsrepr=repr((gen_id,)))
+    started = StartedGeneration(generation_id, None, None)
+
+    async def load_used() -> int:
+        return await durable_used(session, caller)
+
+    if broker_shares_redis():
+        fields = encode(START, _start_data(started))
+        opening = Opening(
+            stream_key(gen_id),
+            fields["event"],
+            fields["data"],
+            UNSTARTED_STREAM_TTL_SECONDS,
+            message.queue,
+            message.payload,
+        )
+        grant = await admit(redis, caller, generation_id, load_used, opening)
+    else:
+        grant = await admit(redis, caller, generation_id, load_used)
+        try:
+            await _open(redis, started, message)
+        except BaseException as exc:
+            await _give_back(redis, caller, generation_id)
+            if isinstance(exc, RedisError | OSError):
+                raise Unavailable("The queue is unavailable; try again shortly.") from exc
+            raise
+    return StartedGeneration(generation_id, None, None, grant.headers)
+
+
+def _start_data(started: StartedGeneration) -> dict[str, Any]:
+    return {
+        "generation_id": str(started.generation_id),
+        "conversation_id": str(started.conversation_id) if started.conversation_id else None,
+        "user_message_id": started.user_message_id,
+    }
+
+
+async def _open(redis: aioredis.Redis, started: StartedGeneration, message: TaskMessage) -> None:
+    """The stream's `start` entry, then the task: in one pipeline when the broker is
+    this Redis db, else the task goes to the broker right after."""
+    key = stream_key(str(started.generation_id))
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.xadd(key, encode(START, _start_data(started)))
+        pipe.expire(key, UNSTARTED_STREAM_TTL_SECONDS)
+        if broker_shares_redis():
+            pipe.lpush(message.queue, message.payload)
+        await pipe.execute()
+    if not broker_shares_redis():
+        await push(message)
+
+
+async def _give_back(
+    redis: aioredis.Redis, subject: QuotaSubject, generation_id: uuid.UUID
+) -> None:
+    async with redis.pipeline(transaction=False) as pipe:
+        release_in(pipe, subject.user_id, str(generation_id))
+        refund_in(pipe, subject, str(generation_id))
+        await pipe.execute()
 
 
 async def _forget(session: AsyncSession, started: StartedGeneration) -> None:

@@ -3,14 +3,17 @@ and use counters kept in Redis until beat flushes them to PostgreSQL.
 
 A key is `sk-sb-` plus 43 URL-safe random characters (256 bits); only its
 SHA-256 and a display prefix are stored. Authentication reads the cache entry
-`apikey:auth:{sha256}` (one Redis GET, no PostgreSQL), filled from PostgreSQL on
-a miss. Revoking overwrites the entry with a tombstone instead of deleting it:
+`apikey:auth:{sha256}` (one script that also counts the use: one round trip, no
+PostgreSQL), filled from PostgreSQL on a miss. The entry carries what the
+OpenAI-compatible routes need of the user (plan, quota period), so they never
+load the user. Revoking overwrites the entry with a tombstone instead of deleting it:
 a request that read PostgreSQL just before the revoke fills the cache with SET
 NX, which cannot overwrite the tombstone, so no replica accepts the key again.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import uuid
@@ -18,6 +21,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -61,36 +65,58 @@ def is_expired(expires_at: datetime | None, now: datetime | None = None) -> bool
     return expires_at is not None and expires_at <= (now or datetime.now(UTC))
 
 
+# KEYS: auth cache entry, use counter hash, last-used hash. ARGV: now (epoch s, ISO).
+# The entry as stored; a live key's use is counted in the same round trip.
+AUTHENTICATE_SCRIPT = """
+local entry = redis.call('GET', KEYS[1])
+if entry and string.sub(entry, 1, 1) == '{' then
+  local e = cjson.decode(entry)
+  if type(e.expires_ts) ~= 'number' or e.expires_ts > tonumber(ARGV[1]) then
+    redis.call('HINCRBY', KEYS[2], e.key_id, 1)
+    redis.call('HSET', KEYS[3], e.key_id, ARGV[2])
+  end
+end
+return entry
+"""
+AUTHENTICATE_SHA = hashlib.sha1(AUTHENTICATE_SCRIPT.encode()).hexdigest()
+
+
+async def _cached_entry(store: aioredis.Redis, key_hash: str) -> str | None:
+    now = datetime.now(UTC)
+    keys = (auth_cache_key(key_hash), REQUESTS_KEY, LAST_USED_KEY)
+    try:
+        return await store.evalsha(AUTHENTICATE_SHA, 3, *keys, now.timestamp(), now.isoformat())
+    except NoScriptError:
+        return await store.eval(AUTHENTICATE_SCRIPT, 3, *keys, now.timestamp(), now.isoformat())
+
+
 async def authenticate_api_key(
     token: str, session: AsyncSession, store: aioredis.Redis
 ) -> QuotaSubject:
-    """The subject a key charges, or Unauthorized; counts the use in Redis."""
+    """The subject a key charges (with the user's plan and period, so routes need no
+    user load), or Unauthorized; counts the use in Redis. One round trip once cached."""
     key_hash = hash_token(token)
-    cached = await store.get(auth_cache_key(key_hash))
+    cached = await _cached_entry(store, key_hash)
     if cached is None:
-        cached = await _load_into_cache(key_hash, session, store)
-    if cached in (REVOKED, UNKNOWN):
+        await _load_into_cache(key_hash, session, store)
+        cached = await _cached_entry(store, key_hash)
+    if cached is None or cached in (REVOKED, UNKNOWN):
         raise Unauthorized("The API key is invalid or revoked.", code="token_invalid")
     entry = json.loads(cached)
     expires_at = datetime.fromisoformat(entry["expires_at"]) if entry["expires_at"] else None
     if is_expired(expires_at):
         raise Unauthorized("The API key has expired.", code="token_expired")
-    key_id = entry["key_id"]
-    async with store.pipeline(transaction=False) as pipe:
-        pipe.hincrby(REQUESTS_KEY, key_id, 1)
-        pipe.hset(LAST_USED_KEY, key_id, datetime.now(UTC).isoformat())
-        await pipe.execute()
     return QuotaSubject(
         user_id=uuid.UUID(entry["user_id"]),
         plan=entry["plan"],
         period_start_at=datetime.fromisoformat(entry["period_start_at"]),
         reset_at=datetime.fromisoformat(entry["reset_at"]),
-        api_key_id=uuid.UUID(key_id),
+        api_key_id=uuid.UUID(entry["key_id"]),
         key_rate_limit=entry["rate_limit"],
     )
 
 
-async def _load_into_cache(key_hash: str, session: AsyncSession, store: aioredis.Redis) -> str:
+async def _load_into_cache(key_hash: str, session: AsyncSession, store: aioredis.Redis) -> None:
     row = (
         await session.execute(
             select(ApiKey, User)
@@ -100,12 +126,14 @@ async def _load_into_cache(key_hash: str, session: AsyncSession, store: aioredis
     ).one_or_none()
     if row is None:
         await store.set(auth_cache_key(key_hash), UNKNOWN, ex=UNKNOWN_KEY_TTL_SECONDS, nx=True)
-        return UNKNOWN
+        return
     key, user = row
+    # Only an active user's active key is ever cached as an entry.
     if not key.is_active or not user.is_active:
         await store.set(auth_cache_key(key_hash), REVOKED, ex=AUTH_CACHE_TTL_SECONDS, nx=True)
-        return REVOKED
+        return
     await ensure_period(session, user)
+    assert user.quota_period_start_at and user.quota_reset_at, "ensure_period ran"
     entry = json.dumps(
         {
             "key_id": str(key.id),
@@ -113,13 +141,14 @@ async def _load_into_cache(key_hash: str, session: AsyncSession, store: aioredis
             "plan": user.plan,
             "rate_limit": key.rate_limit,
             "expires_at": key.expires_at.isoformat() if key.expires_at else None,
+            # For the script that counts uses: an expired key's are not counted.
+            "expires_ts": key.expires_at.timestamp() if key.expires_at else None,
             "period_start_at": user.quota_period_start_at.isoformat(),
             "reset_at": user.quota_reset_at.isoformat(),
         }
     )
-    await store.set(auth_cache_key(key_hash), entry, ex=AUTH_CACHE_TTL_SECONDS, nx=True)
     # Another request may have cached first (or a revoke landed): the stored entry wins.
-    return await store.get(auth_cache_key(key_hash)) or entry
+    await store.set(auth_cache_key(key_hash), entry, ex=AUTH_CACHE_TTL_SECONDS, nx=True)
 
 
 async def revoke_cached(store: aioredis.Redis, key_hash: str) -> None:

@@ -41,6 +41,27 @@ def blocking_redis() -> aioredis.Redis:
     )
 
 
+def broker_shares_redis() -> bool:
+    """Whether the Celery broker is the db of `redis_client()`, so one script or
+    pipeline can touch both streams and task queues."""
+    return settings.celery_broker_url == settings.require_redis_url()
+
+
+@cache
+def broker_redis() -> aioredis.Redis:
+    """Async client of the Celery broker, for publishing tasks from the API."""
+    if broker_shares_redis():
+        return redis_client()
+    return aioredis.Redis.from_url(
+        settings.celery_broker_url,
+        decode_responses=True,
+        socket_timeout=COMMAND_TIMEOUT,
+        socket_connect_timeout=COMMAND_TIMEOUT,
+        health_check_interval=30,
+        max_connections=512,
+    )
+
+
 @cache
 def sync_redis() -> redis.Redis:
     """For workers and CLI code: thread-safe pool shared by the worker's threads."""

@@ -15,10 +15,12 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from celery.utils.log import get_task_logger
 from sqlalchemy import select, update
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import IntegrityError
 
 from core.admission import release_in, release_sync
 from core.celery_app import celery_app
@@ -32,6 +34,7 @@ from core.chat import (
     trim_history,
     usage_payload,
 )
+from core.config import settings
 from core.crypto import decrypt_secret
 from core.db import worker_session
 from core.errors import AppError
@@ -60,6 +63,8 @@ from workers.providers.tool_calls import ToolCallDelta, assemble, merge_fragment
 from workers.tasks.plugin import chat_endpoint
 
 log = get_task_logger(__name__)
+
+NEVER_STARTED = ("worker_lost", "No worker started this generation in time; try again.")
 
 
 class _Heartbeats:
@@ -142,6 +147,7 @@ def publish_terminal(
 
 
 def claim(generation_id: uuid.UUID) -> Generation | None:
+    """Take a queued conversation generation, whose row the API wrote."""
     with worker_session() as session:
         return session.scalars(
             update(Generation)
@@ -149,6 +155,48 @@ def claim(generation_id: uuid.UUID) -> Generation | None:
             .values(status="running", started_at=_now(), attempts=Generation.attempts + 1)
             .returning(Generation)
         ).one_or_none()
+
+
+def claim_new(generation_id: uuid.UUID, spec: dict) -> Generation | None:
+    """Insert and take a stateless completion, which the API starts without PostgreSQL:
+    its row is made here from the task message, `running` at once. A redelivered task
+    finds the row and stops, as `claim` does. One that waited past the generation
+    timeout (no worker for that long) is stored failed, never run late."""
+    queued_at = datetime.fromisoformat(spec["queued_at"])
+    stale = queued_at < _now() - timedelta(seconds=settings.generation_timeout_seconds)
+    row = {
+        "id": generation_id,
+        "user_id": uuid.UUID(spec["user_id"]),
+        "api_key_id": uuid.UUID(spec["api_key_id"]) if spec["api_key_id"] else None,
+        "kind": spec["kind"],
+        "provider": spec["provider"],
+        "model": spec["model"],
+        "request": spec["request"],
+        "queued_at": queued_at,
+        "attempts": 1,
+    }
+    if stale:
+        row.update(status="failed", finished_at=_now(), error_code=NEVER_STARTED[0])
+        row["error"] = NEVER_STARTED[1]
+    else:
+        row.update(status="running", started_at=_now())
+    try:
+        with worker_session() as session:
+            generation = session.scalars(
+                insert(Generation)
+                .values(**row)
+                .on_conflict_do_nothing(index_elements=[Generation.id])
+                .returning(Generation)
+            ).one_or_none()
+    except IntegrityError:
+        # The user or the key was deleted while the task waited.
+        generation = None
+    else:
+        if generation is None or generation.status == "running":
+            return generation
+    data = {"code": NEVER_STARTED[0], "message": NEVER_STARTED[1]}
+    publish_terminal(str(generation_id), ERROR, data, row["user_id"])
+    return None
 
 
 def build_call(generation: Generation) -> ProviderCall:
@@ -372,10 +420,14 @@ def finish(
 @celery_app.task(
     name="workers.chat.generate", acks_late=True, reject_on_worker_lost=True, ignore_result=True
 )
-def generate(generation_id: str) -> None:
+def generate(generation_id: str, spec: dict | None = None) -> None:
+    """`spec`: a stateless completion's row (see `claim_new`); None for a conversation's."""
     # Beating before the claim: a relay must never see a running generation without one.
     heartbeats.add(generation_id)
-    generation = claim(uuid.UUID(generation_id))
+    if spec is None:
+        generation = claim(uuid.UUID(generation_id))
+    else:
+        generation = claim_new(uuid.UUID(generation_id), spec)
     if generation is None:
         # Another delivery may be running it: leave its heartbeat key alone.
         heartbeats.remove(generation_id, delete=False)
