@@ -5,18 +5,17 @@ worker sends upstream, the `chat.completion.chunk` stream and the final answer.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import redis.asyncio as aioredis
 from fastapi import Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.generations import StartedGeneration, start_completion, wait_for_reply
-from api.relay import relay_events
 from api.schemas.openai import (
     AssistantMessage,
     ChatCompletion,
@@ -89,33 +88,32 @@ def _usage(data: dict[str, Any]) -> dict[str, int]:
 
 async def _chunks(
     started: StartedGeneration, model: str, include_usage: bool
-) -> AsyncIterator[str]:
+) -> AsyncIterator[bytes]:
     """The generation's events as `chat.completion.chunk`s, ending `data: [DONE]`."""
     completion_id = f"chatcmpl-{started.generation_id.hex}"
     created = int(time.time())
 
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
-        payload = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
-            "choices": choices,
-            **extra,
-        }
-        return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n"
+    head = {"id": completion_id, "object": "chat.completion.chunk", "created": created}
 
-    def delta(content: dict[str, Any], finish_reason: str | None = None) -> str:
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        payload = {**head, "model": model, "choices": choices, **extra}
+        return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+    def delta(content: dict[str, Any], finish_reason: str | None = None) -> bytes:
         return chunk([{"index": 0, "delta": content, "finish_reason": finish_reason}])
 
-    async for event in relay_events(str(started.generation_id)):
+    # A text delta is the frame sent once per coalesced batch of tokens: encoded
+    # once around the content instead of a whole object each time.
+    text_open, text_close = delta({"content": ""}).split(b'""', 1)
+
+    async for event in started.events():
         if event.is_ping:
-            yield ": ping\n\n"
+            yield b": ping\n\n"
         elif event.event == START:
             yield delta({"role": "assistant", "content": ""})
         elif event.event == DELTA:
             if event.data.get("content"):
-                yield delta({"content": event.data["content"]})
+                yield text_open + orjson.dumps(event.data["content"]) + text_close
             if event.data.get("tool_calls"):
                 yield delta({"tool_calls": event.data["tool_calls"]})
         elif event.event in (DONE, CANCELLED):
@@ -129,8 +127,8 @@ async def _chunks(
                 "type": "api_error",
                 "code": event.data.get("code", "upstream_error"),
             }
-            yield f"data: {json.dumps({'error': error}, separators=(',', ':'))}\n\n"
-    yield "data: [DONE]\n\n"
+            yield b"data: " + orjson.dumps({"error": error}) + b"\n\n"
+    yield b"data: [DONE]\n\n"
 
 
 async def create_completion(
@@ -162,7 +160,7 @@ async def create_completion(
         )
     response.headers.update(started.headers)
     try:
-        result = await wait_for_reply(started.generation_id)
+        result = await wait_for_reply(started)
     except AppError as exc:
         exc.headers = {**started.headers, **exc.headers}
         raise

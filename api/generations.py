@@ -13,7 +13,8 @@ db, is admitted, opened and queued in that one script.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,7 +24,8 @@ from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.enqueue import TaskMessage, push, task_message
-from api.relay import relay_events
+from api.relay import StreamEvent, relay_events
+from api.stream_hub import WAKE_TTL_SECONDS, Subscription, stream_hub
 from core.admission import release, release_in
 from core.chat import CUSTOM_PROVIDER, Route, default_model, route_for_model
 from core.errors import AppError, NotFound, Unavailable
@@ -62,6 +64,11 @@ class StartedGeneration:
     user_message_id: int | None
     # X-RateLimit-* of the quota reservation, for the answer's headers.
     headers: dict[str, str] = field(default_factory=dict)
+    # The relay's reads of the stream, registered before its start (api/stream_hub.py).
+    subscription: Subscription | None = None
+
+    def events(self) -> AsyncIterator[StreamEvent]:
+        return relay_events(str(self.generation_id), subscription=self.subscription)
 
 
 async def owned_model_config(
@@ -112,6 +119,7 @@ async def start_generation(
     caller = subject_for_user(user)
     generation_id = uuid.uuid4()
     grant = await admit(redis, caller, generation_id, lambda: durable_used(session, caller))
+    subscription = stream_hub().subscribe(stream_key(str(generation_id)), "0-0")
     try:
         now = datetime.now(UTC)
         user_message = Message(
@@ -135,7 +143,9 @@ async def start_generation(
             )
         )
         await session.commit()
-        started = StartedGeneration(generation_id, conversation.id, user_message.id, grant.headers)
+        started = StartedGeneration(
+            generation_id, conversation.id, user_message.id, grant.headers, subscription
+        )
         try:
             await _open(redis, started, task_message(CHAT_TASK, (str(generation_id),)))
         except (RedisError, OSError) as exc:
@@ -144,6 +154,7 @@ async def start_generation(
             raise Unavailable("The queue is unavailable; try again shortly.") from exc
     except BaseException:
         # PostgreSQL or Redis failed: no worker will ever release or charge it.
+        stream_hub().unsubscribe(subscription)
         await _give_back(redis, caller, generation_id)
         raise
     return started
@@ -175,32 +186,41 @@ async def start_completion(
     }
     # Worker logs name the generation, never the conversation it carries.
     message = task_message(CHAT_TASK, (gen_id, spec), argsrepr=repr((gen_id,)))
-    started = StartedGeneration(generation_id, None, None)
+    hub = stream_hub()
+    started = StartedGeneration(
+        generation_id, None, None, subscription=hub.subscribe(stream_key(gen_id), "0-0")
+    )
 
     async def load_used() -> int:
         return await durable_used(session, caller)
 
-    if broker_shares_redis():
-        fields = encode(START, _start_data(started))
-        opening = Opening(
-            stream_key(gen_id),
-            fields["event"],
-            fields["data"],
-            UNSTARTED_STREAM_TTL_SECONDS,
-            message.queue,
-            message.payload,
-        )
-        grant = await admit(redis, caller, generation_id, load_used, opening)
-    else:
-        grant = await admit(redis, caller, generation_id, load_used)
-        try:
-            await _open(redis, started, message)
-        except BaseException as exc:
-            await _give_back(redis, caller, generation_id)
-            if isinstance(exc, RedisError | OSError):
-                raise Unavailable("The queue is unavailable; try again shortly.") from exc
-            raise
-    return StartedGeneration(generation_id, None, None, grant.headers)
+    try:
+        if broker_shares_redis():
+            fields = encode(START, _start_data(started))
+            opening = Opening(
+                stream_key(gen_id),
+                fields["event"],
+                fields["data"],
+                UNSTARTED_STREAM_TTL_SECONDS,
+                message.queue,
+                message.payload,
+                hub.wake_key,
+                WAKE_TTL_SECONDS,
+            )
+            grant = await admit(redis, caller, generation_id, load_used, opening)
+        else:
+            grant = await admit(redis, caller, generation_id, load_used)
+            try:
+                await _open(redis, started, message)
+            except BaseException as exc:
+                await _give_back(redis, caller, generation_id)
+                if isinstance(exc, RedisError | OSError):
+                    raise Unavailable("The queue is unavailable; try again shortly.") from exc
+                raise
+    except BaseException:
+        hub.unsubscribe(started.subscription)
+        raise
+    return replace(started, headers=grant.headers)
 
 
 def _start_data(started: StartedGeneration) -> dict[str, Any]:
@@ -212,12 +232,13 @@ def _start_data(started: StartedGeneration) -> dict[str, Any]:
 
 
 async def _open(redis: aioredis.Redis, started: StartedGeneration, message: TaskMessage) -> None:
-    """The stream's `start` entry, then the task: in one pipeline when the broker is
-    this Redis db, else the task goes to the broker right after."""
+    """The stream's `start` entry, the stream reader's wake-up, then the task: in one
+    pipeline when the broker is this Redis db, else the task goes to the broker after."""
     key = stream_key(str(started.generation_id))
     async with redis.pipeline(transaction=False) as pipe:
         pipe.xadd(key, encode(START, _start_data(started)))
         pipe.expire(key, UNSTARTED_STREAM_TTL_SECONDS)
+        stream_hub().wake_in(pipe)
         if broker_shares_redis():
             pipe.lpush(message.queue, message.payload)
         await pipe.execute()
@@ -241,9 +262,9 @@ async def _forget(session: AsyncSession, started: StartedGeneration) -> None:
     await session.commit()
 
 
-async def wait_for_reply(generation_id: uuid.UUID) -> dict[str, Any]:
+async def wait_for_reply(started: StartedGeneration) -> dict[str, Any]:
     """The `done` event's data; an `error` or `cancelled` end raises."""
-    async for event in relay_events(str(generation_id)):
+    async for event in started.events():
         if event.event == DONE:
             return event.data
         if event.event == ERROR:

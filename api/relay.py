@@ -1,7 +1,8 @@
 """Relay a generation's Redis Stream to a client, as an async generator of events.
 
 Reads `gen:{id}` from its start (or after `Last-Event-ID`), never from `$`: a
-worker faster than the relay would otherwise lose the first tokens. Ends after
+worker faster than the relay would otherwise lose the first tokens. The reads
+themselves are api/stream_hub.py's, one for all the streams of the process. Ends after
 the terminal event. When nothing arrives and the worker's heartbeat is gone
 while the generation is still running, the relay ends the stream itself with
 an `error` event (through the same once-only terminal script the worker uses),
@@ -11,20 +12,18 @@ OpenAI-compatible route all format these events their own way.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import redis.asyncio as aioredis
-from redis.exceptions import ConnectionError as RedisConnectionError
+import orjson
 from sqlalchemy import select
 
+from api.stream_hub import IDLE, Subscription, stream_hub
 from core.db import async_session_factory
-from core.redis import blocking_redis, redis_client
+from core.redis import redis_client
 from core.streams import (
     ERROR,
     HEARTBEAT_TTL_SECONDS,
@@ -38,8 +37,6 @@ from core.streams import (
 )
 from models import Generation
 
-BLOCK_MS = 2000
-READ_ATTEMPTS = 4
 WORKER_LOST = {"code": "worker_lost", "message": "The worker running this generation stopped."}
 STREAM_GONE = {"code": "stream_expired", "message": "This generation's stream has expired."}
 
@@ -51,6 +48,8 @@ class StreamEvent:
     id: str | None
     event: str
     data: dict[str, Any]
+    # `data` as the stream holds it (JSON), so SSE relays it without encoding it again.
+    raw: str | None = None
 
     @property
     def is_ping(self) -> bool:
@@ -60,9 +59,8 @@ class StreamEvent:
         if self.is_ping:
             return ": ping\n\n"
         head = f"id: {self.id}\n" if self.id else ""
-        return (
-            f"{head}event: {self.event}\ndata: {json.dumps(self.data, separators=(',', ':'))}\n\n"
-        )
+        data = self.raw if self.raw is not None else orjson.dumps(self.data).decode()
+        return f"{head}event: {self.event}\ndata: {data}\n\n"
 
 
 PING = StreamEvent(None, "ping", {})
@@ -78,48 +76,45 @@ async def _worker_lost(generation_id: str) -> bool:
     return status == "running"
 
 
-async def _read(reader: aioredis.Redis, key: str, cursor: str) -> list:
-    """XREAD BLOCK, retried on a broken connection: the cursor makes a retry lose nothing,
-    and a pooled connection that predates a Redis restart fails once before reconnecting."""
-    for attempt in range(READ_ATTEMPTS):
-        try:
-            return await reader.xread({key: cursor}, block=BLOCK_MS, count=200)
-        except RedisConnectionError:
-            if attempt == READ_ATTEMPTS - 1:
-                raise
-            await asyncio.sleep(0.1 * 2**attempt)
-    raise AssertionError("unreachable")
-
-
 async def relay_events(
-    generation_id: str, last_event_id: str | None = None
+    generation_id: str,
+    last_event_id: str | None = None,
+    subscription: Subscription | None = None,
 ) -> AsyncIterator[StreamEvent]:
+    """`subscription`: one taken before the generation's start (see api/stream_hub.py);
+    without it, the relay subscribes and wakes the hub itself."""
+    hub = stream_hub()
     key = stream_key(generation_id)
-    cursor = last_event_id or "0-0"
-    reader = blocking_redis()
+    if subscription is None:
+        subscription = hub.subscribe(key, last_event_id or "0-0")
+        await hub.wake(redis_client())
     last_output = time.monotonic()
     idle_since = time.monotonic()
-    while True:
-        answer = await _read(reader, key, cursor)
-        if answer:
-            idle_since = time.monotonic()
-            for entry_id, fields in answer[0][1]:
-                cursor = entry_id
-                event, data = decode(fields)
-                last_output = time.monotonic()
-                yield StreamEvent(entry_id, event, data)
-                if event in TERMINAL_EVENTS:
-                    return
-            continue
-        now = time.monotonic()
-        if not await redis_client().exists(key):
-            yield StreamEvent(None, ERROR, STREAM_GONE)
-            return
-        if now - idle_since >= HEARTBEAT_TTL_SECONDS / 2 and await _worker_lost(generation_id):
-            keys, args = terminal_script_args(generation_id, ERROR, WORKER_LOST)
-            await redis_client().eval(TERMINAL_SCRIPT, len(keys), *keys, *args)
-            idle_since = now
-            continue
-        if now - last_output >= PING_SECONDS:
-            last_output = now
-            yield PING
+    try:
+        while True:
+            batch = await subscription.queue.get()
+            if isinstance(batch, Exception):
+                raise batch
+            if batch != IDLE:
+                idle_since = time.monotonic()
+                for entry_id, fields in batch:
+                    event, data = decode(fields)
+                    last_output = time.monotonic()
+                    yield StreamEvent(entry_id, event, data, fields["data"])
+                    if event in TERMINAL_EVENTS:
+                        return
+                continue
+            now = time.monotonic()
+            if not await redis_client().exists(key):
+                yield StreamEvent(None, ERROR, STREAM_GONE)
+                return
+            if now - idle_since >= HEARTBEAT_TTL_SECONDS / 2 and await _worker_lost(generation_id):
+                keys, args = terminal_script_args(generation_id, ERROR, WORKER_LOST)
+                await redis_client().eval(TERMINAL_SCRIPT, len(keys), *keys, *args)
+                idle_since = now
+                continue
+            if now - last_output >= PING_SECONDS:
+                last_output = now
+                yield PING
+    finally:
+        hub.unsubscribe(subscription)

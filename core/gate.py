@@ -41,13 +41,16 @@ from core.quota import (
     window_headers,
 )
 
-# KEYS[6] stream, KEYS[7] task queue ('' for neither). ARGV[11] start event
-# fields (event, data), ARGV[13] stream ttl, ARGV[14] task message.
+# KEYS[6] stream, KEYS[7] task queue, KEYS[8] the relaying process' wake stream
+# ('' for none of them). ARGV[11] start event fields (event, data), ARGV[13]
+# stream ttl, ARGV[14] task message, ARGV[15] wake stream ttl.
 OPEN_LUA = """
 if KEYS[6] ~= '' then
   redis.call('XADD', KEYS[6], '*', 'event', ARGV[11], 'data', ARGV[12])
   redis.call('EXPIRE', KEYS[6], ARGV[13])
   redis.call('LPUSH', KEYS[7], ARGV[14])
+  redis.call('XADD', KEYS[8], 'MAXLEN', '1', '*', 'w', '1')
+  redis.call('EXPIRE', KEYS[8], ARGV[15])
 end
 """
 
@@ -70,8 +73,9 @@ START_SHA = hashlib.sha1(START_SCRIPT.encode()).hexdigest()
 @dataclass(frozen=True, slots=True)
 class Opening:
     """What an admitted stateless generation starts with, in the same round trip: the
-    first entry of its stream and its task message, pushed onto the broker's queue
-    list (which must then live in the same Redis db)."""
+    first entry of its stream, its task message pushed onto the broker's queue list
+    (which must then live in the same Redis db), and the entry that wakes the API's
+    stream reader (api/stream_hub.py) to read the new stream."""
 
     stream_key: str
     event: str
@@ -79,6 +83,8 @@ class Opening:
     stream_ttl_seconds: int
     queue: str
     task_message: str
+    wake_key: str
+    wake_ttl_seconds: int
 
 
 async def admit(
@@ -95,11 +101,17 @@ async def admit(
     Redis lost the counter. The generation id is the reservation's id, so a refund
     gives back exactly its rate-window slots."""
     request_id = str(generation_id)
-    keys = [*quota_keys(subject), *capacity_keys(subject.user_id), "", ""]
-    tail: list[str | int] = ["", "", 0, ""]
+    keys = [*quota_keys(subject), *capacity_keys(subject.user_id), "", "", ""]
+    tail: list[str | int] = ["", "", 0, "", 0]
     if opening is not None:
-        keys[5:] = [opening.stream_key, opening.queue]
-        tail = [opening.event, opening.data, opening.stream_ttl_seconds, opening.task_message]
+        keys[5:] = [opening.stream_key, opening.queue, opening.wake_key]
+        tail = [
+            opening.event,
+            opening.data,
+            opening.stream_ttl_seconds,
+            opening.task_message,
+            opening.wake_ttl_seconds,
+        ]
     seed = -1
     while True:
         args = [*quota_args(subject, request_id, seed), *capacity_args(), *tail]

@@ -1,8 +1,8 @@
 """Redis clients, one pool per process.
 
 Two async clients for the API: `redis_client()` for ordinary commands (short
-timeouts, so a dead Redis fails a request quickly) and `blocking_redis()` for
-`XREAD BLOCK`, which must have no socket timeout or an idle stream would be
+timeouts, so a dead Redis fails a request quickly) and `blocking_redis()` for the
+stream hub's `XREAD BLOCK`, which must have no socket timeout or an idle stream would be
 cut after the client's default (5 s in redis-py 8).
 """
 
@@ -20,24 +20,29 @@ COMMAND_TIMEOUT = 5.0
 
 @cache
 def redis_client() -> aioredis.Redis:
-    return aioredis.Redis.from_url(
+    # A burst past the pool's size waits for a connection (up to the command timeout)
+    # instead of failing with "too many connections".
+    pool = aioredis.BlockingConnectionPool.from_url(
         settings.require_redis_url(),
         decode_responses=True,
         socket_timeout=COMMAND_TIMEOUT,
         socket_connect_timeout=COMMAND_TIMEOUT,
         health_check_interval=30,
-        max_connections=512,
+        max_connections=256,
+        timeout=COMMAND_TIMEOUT,
     )
+    return aioredis.Redis(connection_pool=pool)
 
 
 @cache
 def blocking_redis() -> aioredis.Redis:
+    """The stream hub's reader (api/stream_hub.py): one connection per process."""
     return aioredis.Redis.from_url(
         settings.require_redis_url(),
         decode_responses=True,
         socket_timeout=None,
         socket_connect_timeout=COMMAND_TIMEOUT,
-        max_connections=4096,
+        max_connections=2,
     )
 
 

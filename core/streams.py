@@ -14,8 +14,9 @@ worker's heartbeat, which expires when the worker dies).
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 START = "start"
 DELTA = "delta"
@@ -54,11 +55,15 @@ def _terminal_key(generation_id: str) -> str:
 
 
 def encode(event: str, data: dict[str, Any]) -> dict[str, str]:
-    return {"event": event, "data": json.dumps(data, separators=(",", ":"), default=str)}
+    # Datetimes pass to `default`, so they read as str() gives them, whatever the writer.
+    return {
+        "event": event,
+        "data": orjson.dumps(data, default=str, option=orjson.OPT_PASSTHROUGH_DATETIME).decode(),
+    }
 
 
 def decode(fields: dict[str, str]) -> tuple[str, dict[str, Any]]:
-    return fields["event"], json.loads(fields["data"])
+    return fields["event"], orjson.loads(fields["data"])
 
 
 # KEYS: stream, terminal marker. ARGV: event, data, ttl. Appends only the first

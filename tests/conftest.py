@@ -164,6 +164,11 @@ def start_api(env: dict[str, str], port: int | None = None) -> tuple[ServiceProc
         str(port),
         "--no-access-log",
         "--no-proxy-headers",
+        # As `make run` and the bench start it.
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
     ]
     server = ServiceProcess(f"api-{port}", argv, env)
     base_url = f"http://127.0.0.1:{port}"

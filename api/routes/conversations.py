@@ -20,6 +20,7 @@ from api.deps import (
     authenticate_access_token,
 )
 from api.generations import (
+    StartedGeneration,
     cancel_generation,
     owned_model_config,
     resolve_route,
@@ -169,7 +170,7 @@ async def chat(
         session, redis, user=user, route=route, conversation=conversation, content=body.content
     )
     response.headers.update(started.headers)
-    result = await wait_for_reply(started.generation_id)
+    result = await wait_for_reply(started)
     return {**result, "generation_id": started.generation_id}
 
 
@@ -193,9 +194,11 @@ async def chat_stream(
     started = await start_generation(
         session, redis, user=user, route=route, conversation=conversation, content=body.content
     )
-    answer = sse_response(started.generation_id)
-    answer.headers.update(started.headers)
-    return answer
+    return StreamingResponse(
+        sse_body(started.events()),
+        media_type="text/event-stream",
+        headers={**SSE_HEADERS, **started.headers},
+    )
 
 
 class _Socket:
@@ -212,9 +215,9 @@ class _Socket:
         async with self.lock:
             await self.websocket.send_json(payload)
 
-    async def relay(self, generation_id: uuid.UUID) -> None:
+    async def relay(self, started: StartedGeneration) -> None:
         try:
-            async for event in relay_events(str(generation_id)):
+            async for event in started.events():
                 if event.is_ping:
                     await self.send({"type": "ping"})
                     continue
@@ -262,7 +265,7 @@ class _Socket:
                 await self.send(_ws_error(exc.code, exc.detail))
                 return
         self.current = started.generation_id
-        tasks.start_soon(self.relay, started.generation_id)
+        tasks.start_soon(self.relay, started)
 
 
 def _ws_error(code: str, message: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from workers.providers.base import (
     StreamItem,
     Usage,
     build_request,
+    chunk_json,
     http_client,
     raise_for_status,
     sse_lines,
@@ -52,7 +53,7 @@ class Anthropic:
             try:
                 raise_for_status(response, call, self.name)
                 for event, data in sse_lines(response):
-                    payload = _json(data)
+                    payload = chunk_json(data)
                     kind = payload.get("type", event)
                     if kind == "message_start":
                         start_usage = (payload.get("message") or {}).get("usage") or {}
@@ -93,10 +94,3 @@ class Anthropic:
         )
         usage = body.get("usage") or {}
         return text, Usage(usage.get("input_tokens"), usage.get("output_tokens"))
-
-
-def _json(data: str) -> dict:
-    try:
-        return json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise ProviderError("anthropic sent a malformed stream event.") from exc

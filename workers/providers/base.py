@@ -13,6 +13,7 @@ from functools import cache
 from typing import Any, Protocol
 
 import httpx
+import orjson
 
 from core.config import settings
 from core.ssrf import pin_url
@@ -137,23 +138,46 @@ def transport_error(exc: httpx.HTTPError, call: ProviderCall, provider: str) -> 
     return ProviderError(f"{name} broke off the response.", retryable=True)
 
 
-def sse_lines(response: httpx.Response) -> Iterator[tuple[str | None, str]]:
-    """(event, data) pairs of a server-sent-events body."""
+def sse_lines(response: httpx.Response) -> Iterator[tuple[str | None, bytes]]:
+    """(event, data) pairs of a server-sent-events body. Works on the raw bytes
+    (no text decoding, no per-line str objects beyond the event name): this runs
+    once per token of every stream, so it is the worker's hottest loop."""
     event: str | None = None
-    data: list[str] = []
-    for line in response.iter_lines():
-        if not line:
-            if data:
-                yield event, "\n".join(data)
-            event, data = None, []
-        elif line.startswith(":"):
-            continue
-        elif line.startswith("event:"):
-            event = line[6:].strip()
-        elif line.startswith("data:"):
-            data.append(line[5:].lstrip())
+    data: list[bytes] = []
+    pending = b""
+    for chunk in response.iter_bytes():
+        pending += chunk
+        # A trailing CR may be the first half of a CRLF split across chunks.
+        cut = len(pending) - 1 if pending.endswith(b"\r") else len(pending)
+        lines = pending[:cut].splitlines(keepends=True)
+        pending = pending[cut:]
+        if lines and not lines[-1].endswith((b"\n", b"\r")):
+            pending = lines.pop() + pending
+        for raw in lines:
+            line = raw.rstrip(b"\r\n")
+            if not line:
+                if data:
+                    yield event, b"\n".join(data)
+                event, data = None, []
+            elif line.startswith(b"data:"):
+                data.append(line[5:].lstrip())
+            elif line.startswith(b"event:"):
+                event = line[6:].strip().decode()
+    if pending.strip(b"\r\n").startswith(b"data:"):
+        data.append(pending.strip(b"\r\n")[5:].lstrip())
     if data:
-        yield event, "\n".join(data)
+        yield event, b"\n".join(data)
+
+
+def chunk_json(data: bytes) -> dict:
+    """One stream chunk's JSON object."""
+    try:
+        chunk = orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        raise ProviderError("The provider sent a malformed stream chunk.") from exc
+    if not isinstance(chunk, dict):
+        raise ProviderError("The provider sent a malformed stream chunk.")
+    return chunk
 
 
 def stream_with_retry(provider: Provider, call: ProviderCall) -> Iterator[StreamItem]:

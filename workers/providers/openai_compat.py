@@ -14,6 +14,7 @@ from workers.providers.base import (
     StreamItem,
     Usage,
     build_request,
+    chunk_json,
     http_client,
     raise_for_status,
     sse_lines,
@@ -49,9 +50,9 @@ class OpenAICompatible:
             try:
                 raise_for_status(response, call, self.name)
                 for _, data in sse_lines(response):
-                    if data == "[DONE]":
+                    if data == b"[DONE]":
                         break
-                    chunk = _json(data)
+                    chunk = chunk_json(data)
                     if "error" in chunk:
                         raise ProviderError(self._chunk_error(chunk, call))
                     if chunk.get("usage"):
@@ -93,10 +94,3 @@ class OpenAICompatible:
         error = chunk["error"]
         message = error.get("message") if isinstance(error, dict) else error
         return f"{self.name}: {message}"
-
-
-def _json(data: str) -> dict:
-    try:
-        return json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise ProviderError("The provider sent a malformed stream chunk.") from exc

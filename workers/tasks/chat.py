@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from celery.utils.log import get_task_logger
+from redis import Redis
+from redis.client import Pipeline
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
@@ -272,20 +274,24 @@ def stream_reply(generation: Generation, call: ProviderCall) -> Outcome:
     first_token_at: datetime | None = None
     last_flush = 0.0
 
-    def write_pending() -> None:
+    def write_pending(target: Redis | Pipeline) -> None:
         if pending:
-            redis.xadd(key, encode(DELTA, {"content": "".join(pending)}))
+            target.xadd(key, encode(DELTA, {"content": "".join(pending)}))
             pending.clear()
         if pending_tools:
             # `content` stays present so clients that only concatenate text never break.
-            redis.xadd(key, encode(DELTA, {"content": "", "tool_calls": list(pending_tools)}))
+            target.xadd(key, encode(DELTA, {"content": "", "tool_calls": list(pending_tools)}))
             pending_tools.clear()
 
     def flush() -> None:
         nonlocal last_flush
-        write_pending()
+        # The deltas and the cancel-flag check in one round trip.
+        pipe = redis.pipeline(transaction=False)
+        write_pending(pipe)
+        pipe.exists(flag)
+        cancelled = pipe.execute()[-1]
         last_flush = time.monotonic()
-        if redis.exists(flag):
+        if cancelled:
             raise Cancelled
 
     def outcome() -> Outcome:
@@ -320,7 +326,7 @@ def stream_reply(generation: Generation, call: ProviderCall) -> Outcome:
         flush()
     except (Cancelled, ProviderError) as exc:
         # What was already relayed is also what gets stored: flush the tail first.
-        write_pending()
+        write_pending(redis)
         exc.partial = outcome()  # type: ignore[attr-defined]
         raise
     return outcome()
