@@ -26,9 +26,12 @@ CANCELLED = "cancelled"
 TERMINAL_EVENTS = frozenset({DONE, ERROR, CANCELLED})
 
 # A worker refreshes its heartbeat this often; a relay that sees no entry and no
-# heartbeat for HEARTBEAT_TTL_SECONDS treats the worker as dead.
+# heartbeat for HEARTBEAT_TTL_SECONDS treats the worker as dead. The TTL is long
+# enough for a saturated worker (hundreds of threads queueing for the GIL delay
+# the heartbeat thread by seconds) not to look dead, and short enough that a
+# killed worker's client hears of it within about 20 s.
 HEARTBEAT_INTERVAL_SECONDS = 2.0
-HEARTBEAT_TTL_SECONDS = 8
+HEARTBEAT_TTL_SECONDS = 15
 # Finished streams stay replayable this long (late attach, resume).
 FINISHED_STREAM_TTL_SECONDS = 3600
 # Coalescing: one XADD per interval at most (first token goes out at once).
