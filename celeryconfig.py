@@ -66,7 +66,7 @@ beat_schedule: dict[str, dict] = {
         "schedule": 60.0,
         "options": {"expires": 50},
     },
-    # Generations whose worker died (no heartbeat) or that were never picked up.
+    # Generations whose worker died (not alive) or that were never picked up.
     "sweep-generations": {
         "task": "workers.maintenance.sweep_generations",
         "schedule": 30.0,

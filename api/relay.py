@@ -2,12 +2,12 @@
 
 Reads `gen:{id}` from its start (or after `Last-Event-ID`), never from `$`: a
 worker faster than the relay would otherwise lose the first tokens. The reads
-themselves are api/stream_hub.py's, one for all the streams of the process. Ends after
-the terminal event. When nothing arrives and the worker's heartbeat is gone
-while the generation is still running, the relay ends the stream itself with
-an `error` event (through the same once-only terminal script the worker uses),
-so a killed worker never leaves a client hanging. SSE, WebSocket and the
-OpenAI-compatible route all format these events their own way.
+themselves are api/stream_hub.py's, one for all the streams of the process. Ends
+after the terminal event. When nothing arrives, the generation is still running
+and the worker process its heartbeat key names is not alive, the relay ends the
+stream itself with an `error` event (through the same once-only terminal script
+the worker uses), so a killed worker never leaves a client hanging. SSE,
+WebSocket and the OpenAI-compatible route all format these events their own way.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from core.db import async_session_factory
 from core.redis import redis_client
 from core.streams import (
     ERROR,
-    HEARTBEAT_TTL_SECONDS,
     PING_SECONDS,
     TERMINAL_EVENTS,
     TERMINAL_SCRIPT,
+    WORKER_ALIVE_SCRIPT,
+    WORKER_ALIVE_TTL_SECONDS,
     decode,
     heartbeat_key,
     stream_key,
@@ -66,14 +67,20 @@ class StreamEvent:
 PING = StreamEvent(None, "ping", {})
 
 
+async def _worker_alive(generation_id: str) -> bool:
+    return bool(await redis_client().eval(WORKER_ALIVE_SCRIPT, 1, heartbeat_key(generation_id)))
+
+
 async def _worker_lost(generation_id: str) -> bool:
-    if await redis_client().exists(heartbeat_key(generation_id)):
+    if await _worker_alive(generation_id):
         return False
     async with async_session_factory()() as session:
         status = await session.scalar(
             select(Generation.status).where(Generation.id == uuid.UUID(generation_id))
         )
-    return status == "running"
+    # Asked again: a worker names itself in the heartbeat key before it claims, so one
+    # that claimed while the status was read is seen now. Only a dead one fails twice.
+    return status == "running" and not await _worker_alive(generation_id)
 
 
 async def relay_events(
@@ -108,7 +115,9 @@ async def relay_events(
             if not await redis_client().exists(key):
                 yield StreamEvent(None, ERROR, STREAM_GONE)
                 return
-            if now - idle_since >= HEARTBEAT_TTL_SECONDS / 2 and await _worker_lost(generation_id):
+            # Silence alone proves nothing (a slow provider); it only prompts the check.
+            silent = now - idle_since >= WORKER_ALIVE_TTL_SECONDS
+            if silent and await _worker_lost(generation_id):
                 keys, args = terminal_script_args(generation_id, ERROR, WORKER_LOST)
                 await redis_client().eval(TERMINAL_SCRIPT, len(keys), *keys, *args)
                 idle_since = now

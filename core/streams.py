@@ -8,8 +8,10 @@ delta may also carry `tool_calls`, fragments in OpenAI's `delta.tool_calls`
 shape, and its `done` carries `finish_reason` and, if any, whole `tool_calls`.
 Exactly one terminal event is ever appended: a Lua script guards it, so a relay
 declaring a dead worker and a worker finishing late cannot both end the stream.
-Side keys: `gen:{id}:cancel` (the cancel flag) and `gen:{id}:hb` (the running
-worker's heartbeat, which expires when the worker dies).
+Side keys: `gen:{id}:cancel` (the cancel flag) and `gen:{id}:hb` (the id of the
+worker process running it). Whether that worker lives is `worker:{id}:alive`,
+which a small companion process keeps fresh (workers/liveness.py): a worker
+whose threads queue for the GIL is slow, not dead, and must not look dead.
 """
 
 from __future__ import annotations
@@ -25,13 +27,11 @@ ERROR = "error"
 CANCELLED = "cancelled"
 TERMINAL_EVENTS = frozenset({DONE, ERROR, CANCELLED})
 
-# A worker refreshes its heartbeat this often; a relay that sees no entry and no
-# heartbeat for HEARTBEAT_TTL_SECONDS treats the worker as dead. The TTL is long
-# enough for a saturated worker (hundreds of threads queueing for the GIL delay
-# the heartbeat thread by seconds) not to look dead, and short enough that a
-# killed worker's client hears of it within about 20 s.
-HEARTBEAT_INTERVAL_SECONDS = 2.0
-HEARTBEAT_TTL_SECONDS = 15
+# A worker's companion process refreshes its alive key this often, from outside the
+# worker's GIL; the key outlives a missed refresh or two. The companion deletes it
+# as soon as the worker exits, so the TTL only matters when both are killed.
+WORKER_ALIVE_INTERVAL_SECONDS = 1.0
+WORKER_ALIVE_TTL_SECONDS = 5
 # Finished streams stay replayable this long (late attach, resume).
 FINISHED_STREAM_TTL_SECONDS = 3600
 # Coalescing: one XADD per interval at most (first token goes out at once).
@@ -51,6 +51,19 @@ def cancel_key(generation_id: str) -> str:
 
 def heartbeat_key(generation_id: str) -> str:
     return f"gen:{generation_id}:hb"
+
+
+def worker_alive_key(worker_id: str) -> str:
+    return f"worker:{worker_id}:alive"
+
+
+# KEYS: heartbeat key. 1 while the generation's worker process is alive. The alive
+# key is named from the heartbeat's value, so the check stays one round trip.
+WORKER_ALIVE_SCRIPT = """
+local worker = redis.call('GET', KEYS[1])
+if not worker then return 0 end
+return redis.call('EXISTS', 'worker:' .. worker .. ':alive')
+"""
 
 
 def _terminal_key(generation_id: str) -> str:

@@ -11,11 +11,14 @@ sweep), not retried: the client has already seen part of the reply.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from celery.utils.log import get_task_logger
 from redis import Redis
@@ -49,14 +52,14 @@ from core.streams import (
     DELTA_FLUSH_SECONDS,
     DONE,
     ERROR,
-    HEARTBEAT_INTERVAL_SECONDS,
-    HEARTBEAT_TTL_SECONDS,
     TERMINAL_SCRIPT,
+    WORKER_ALIVE_TTL_SECONDS,
     cancel_key,
     encode,
     heartbeat_key,
     stream_key,
     terminal_script_args,
+    worker_alive_key,
 )
 from models import Conversation, Generation, Message, ModelConfig, UsageRecord, UserAIConfig
 from workers.providers import platform_endpoint, provider_for
@@ -66,50 +69,53 @@ from workers.tasks.plugin import chat_endpoint
 
 log = get_task_logger(__name__)
 
+# Where `python -m workers.liveness` resolves.
+ROOT = Path(__file__).resolve().parents[2]
 NEVER_STARTED = ("worker_lost", "No worker started this generation in time; try again.")
 
 
-class _Heartbeats:
-    """One thread per worker process refreshes the heartbeat of every running generation,
-    so a slow provider (long gap between chunks) never looks like a dead worker."""
+class WorkerLiveness:
+    """This process' id in the heartbeat keys of the generations it runs, and the
+    companion process (workers/liveness.py) that keeps the id's alive key fresh
+    from outside this process' GIL."""
 
     def __init__(self) -> None:
-        self._ids: set[str] = set()
+        self.worker_id = uuid.uuid4().hex
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._companion: subprocess.Popen | None = None
 
-    def add(self, generation_id: str) -> None:
-        sync_redis().set(heartbeat_key(generation_id), "1", ex=HEARTBEAT_TTL_SECONDS)
+    def _ensure_companion(self) -> None:
         with self._lock:
-            self._ids.add(generation_id)
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="heartbeats", daemon=True)
-                self._thread.start()
+            if self._companion is not None and self._companion.poll() is None:
+                return
+            # Fresh at once, before the companion's interpreter has started.
+            sync_redis().set(worker_alive_key(self.worker_id), "1", ex=WORKER_ALIVE_TTL_SECONDS)
+            self._companion = subprocess.Popen(
+                [sys.executable, "-m", "workers.liveness", self.worker_id],
+                stdin=subprocess.PIPE,
+                cwd=ROOT,
+            )
+            assert self._companion.stdin is not None
+            # The URL through the pipe, not argv: it may hold a password. The pipe then
+            # stays open; its end of file is what tells the companion this process died.
+            self._companion.stdin.write(settings.require_redis_url().encode() + b"\n")
+            self._companion.stdin.flush()
 
-    def remove(self, generation_id: str, *, delete: bool = True) -> None:
-        with self._lock:
-            self._ids.discard(generation_id)
-        if delete:
-            sync_redis().delete(heartbeat_key(generation_id))
+    def add(self, generation_id: str, *, claimed: bool = False) -> bool:
+        """Name this process in the generation's heartbeat key. Before the claim only if
+        no delivery did (a redelivery that loses the claim must leave the running one's
+        key alone); once claimed, always. Whether the key now names this process."""
+        self._ensure_companion()
+        # Outlives any generation, so a key nobody deleted still goes away.
+        ttl = settings.generation_timeout_seconds + 60
+        key = heartbeat_key(generation_id)
+        return bool(sync_redis().set(key, self.worker_id, ex=ttl, nx=not claimed))
 
-    def _run(self) -> None:
-        while True:
-            time.sleep(HEARTBEAT_INTERVAL_SECONDS)
-            with self._lock:
-                ids = list(self._ids)
-            if not ids:
-                continue
-            try:
-                pipe = sync_redis().pipeline(transaction=False)
-                for generation_id in ids:
-                    pipe.set(heartbeat_key(generation_id), "1", ex=HEARTBEAT_TTL_SECONDS)
-                pipe.execute()
-            except Exception:
-                # A Redis blip must not kill the heartbeat thread for every later generation.
-                log.warning("heartbeat refresh failed", exc_info=True)
+    def remove(self, generation_id: str) -> None:
+        sync_redis().delete(heartbeat_key(generation_id))
 
 
-heartbeats = _Heartbeats()
+liveness = WorkerLiveness()
 
 
 class Cancelled(Exception):
@@ -428,17 +434,21 @@ def finish(
 )
 def generate(generation_id: str, spec: dict | None = None) -> None:
     """`spec`: a stateless completion's row (see `claim_new`); None for a conversation's."""
-    # Beating before the claim: a relay must never see a running generation without one.
-    heartbeats.add(generation_id)
+    # Before the claim: a relay must never see a running generation without a heartbeat.
+    named = liveness.add(generation_id)
     if spec is None:
         generation = claim(uuid.UUID(generation_id))
     else:
         generation = claim_new(uuid.UUID(generation_id), spec)
     if generation is None:
         # Another delivery may be running it: leave its heartbeat key alone.
-        heartbeats.remove(generation_id, delete=False)
+        if named:
+            liveness.remove(generation_id)
         log.info("generation already claimed or ended", extra={"generation_id": generation_id})
         return
+    if not named:
+        # A delivery lost before its claim left its key, naming a dead worker.
+        liveness.add(generation_id, claimed=True)
     call: ProviderCall | None = None
     try:
         call = build_call(generation)
@@ -472,6 +482,6 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
             refund_generation(generation.user_id, generation.api_key_id, generation.id)
             publish_terminal(generation_id, ERROR, data, generation.user_id)
     finally:
-        heartbeats.remove(generation_id)
+        liveness.remove(generation_id)
         # Also when no terminal event came from here (deleted, or already swept).
         release_sync(generation.user_id, generation_id)

@@ -1,6 +1,6 @@
 """`workers.maintenance.sweep_generations`: end generations whose worker is gone.
 
-A running generation without a heartbeat lost its worker (killed, OOM); a
+A running generation whose worker process is not alive (killed, OOM) is lost; a
 queued one older than the generation timeout was never picked up. Both are
 marked failed, the reply streamed so far is kept as a failed message, and the
 stream gets its terminal `error` event (unless a relay already added it).
@@ -18,7 +18,15 @@ from core.celery_app import celery_app
 from core.config import settings
 from core.db import worker_session
 from core.redis import sync_redis
-from core.streams import DELTA, ERROR, HEARTBEAT_TTL_SECONDS, decode, heartbeat_key, stream_key
+from core.streams import (
+    DELTA,
+    ERROR,
+    WORKER_ALIVE_SCRIPT,
+    WORKER_ALIVE_TTL_SECONDS,
+    decode,
+    heartbeat_key,
+    stream_key,
+)
 from models import Generation, Message
 from workers.tasks.chat import publish_terminal
 
@@ -57,8 +65,9 @@ def sweep_generations() -> int:
         for generation in candidates:
             gen_id = str(generation.id)
             if generation.status == "running" and (
-                redis.exists(heartbeat_key(gen_id))
-                or (generation.started_at or now) > now - timedelta(seconds=HEARTBEAT_TTL_SECONDS)
+                redis.eval(WORKER_ALIVE_SCRIPT, 1, heartbeat_key(gen_id))
+                or (generation.started_at or now)
+                > now - timedelta(seconds=WORKER_ALIVE_TTL_SECONDS)
             ):
                 continue
             text = _streamed_text(gen_id)
