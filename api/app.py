@@ -27,6 +27,7 @@ from api.routes import (
     plugin_api,
     user,
 )
+from api.shed import ShedGuard
 from core.config import Settings, settings
 from core.db import async_engine
 from core.logging import configure_logging
@@ -80,6 +81,9 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     )
     install_error_handlers(app)
     install_openapi(app)
+    # Inside the request context (request id, access log) and CORS, so a shed answer
+    # carries their headers, in front of everything else.
+    app.add_middleware(ShedGuard)
     if app_settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

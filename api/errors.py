@@ -59,16 +59,11 @@ def wants_openai_shape(request: Request) -> bool:
     return request.url.path.startswith(OPENAI_PATHS)
 
 
-def error_response(
-    request: Request,
-    status_code: int,
-    code: str,
-    detail: object,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    if wants_openai_shape(request):
+def error_body(path: str, status_code: int, code: str, detail: object) -> dict:
+    """The envelope for `path`: OpenAI's on the OpenAI-compatible routes, ours elsewhere."""
+    if path.startswith(OPENAI_PATHS):
         message = detail if isinstance(detail, str) else "Invalid request: " + str(detail)
-        body: dict = {
+        return {
             "error": {
                 "message": message,
                 "type": _OPENAI_TYPES.get(status_code, "api_error"),
@@ -76,8 +71,17 @@ def error_response(
                 "param": None,
             }
         }
-    else:
-        body = {"detail": detail, "code": code}
+    return {"detail": detail, "code": code}
+
+
+def error_response(
+    request: Request,
+    status_code: int,
+    code: str,
+    detail: object,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = error_body(request.url.path, status_code, code, detail)
     return JSONResponse(jsonable_encoder(body), status_code=status_code, headers=headers)
 
 

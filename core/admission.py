@@ -10,12 +10,19 @@ the terminal event, the sweep releases those of dead workers, and an entry
 nobody released expires after the generation timeout, so slots never leak.
 
 No FastAPI or Celery here: the API admits (through core/gate.py), workers and the
-sweep release.
+sweep release. `PoolView` is what one API process last learned of the pool, for
+refusing a flood before it costs a round trip (api/shed.py).
 """
 
 from __future__ import annotations
 
+import math
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import NoReturn
 
 import redis.asyncio as aioredis
@@ -30,17 +37,20 @@ POOL_KEY = "admission:pool:chat"
 POOL_FULL, USER_FULL = 4, 5
 # A refused client retries after this; slots free as fast as replies finish.
 RETRY_AFTER_SECONDS = 1
+POOL_FULL_MESSAGE = "Every worker is busy; try again shortly."
 
 # The capacity half of core/gate.py's start script, in two Lua fragments: the
 # check runs after the quota's check (contractual limits are judged first), the
 # take only once everything passed. KEYS[4] pool set, KEYS[5] user set.
 # ARGV[8] pool limit, ARGV[9] user limit, ARGV[10] slot ttl ms; ARGV[6] is the
 # generation id and `now`, `limit`, `remaining`, `wait` come from the quota check.
-# Returns {POOL_FULL or USER_FULL, rpm limit, remaining, wait ms} when refusing.
+# Returns {POOL_FULL or USER_FULL, rpm limit, remaining, wait ms} when refusing;
+# `in_pool` (the pool's slots in use before this one) is for the admitted reply.
 CAPACITY_CHECK_LUA = """
 redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
 redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
-if redis.call('ZCARD', KEYS[4]) >= tonumber(ARGV[8]) then return {4, limit, remaining, wait} end
+local in_pool = redis.call('ZCARD', KEYS[4])
+if in_pool >= tonumber(ARGV[8]) then return {4, limit, remaining, wait} end
 if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[9]) then return {5, limit, remaining, wait} end
 """
 
@@ -84,7 +94,7 @@ def refuse(status: int, rate_headers: dict[str, str]) -> NoReturn:
     """Raise 503 (pool full) or 429 (user's limit; with the untouched rpm window's headers)."""
     retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
     if status == POOL_FULL:
-        raise Unavailable("Every worker is busy; try again shortly.", headers=retry)
+        raise Unavailable(POOL_FULL_MESSAGE, headers=retry)
     raise TooManyStreams(
         f"At most {settings.chat_max_streams_per_user} generations may stream at once "
         "per user; wait for one to finish.",
@@ -109,3 +119,56 @@ def release_sync(user_id: uuid.UUID, generation_id: str) -> None:
     pipe = sync_redis().pipeline(transaction=False)
     release_in(pipe, user_id, generation_id)
     pipe.execute()
+
+
+@dataclass(eq=False)
+class _Start:
+    """One generation-starting request between the shed guard and its gate verdict."""
+
+    settled: bool = False
+
+
+_current_start: ContextVar[_Start | None] = ContextVar("current_start", default=None)
+
+
+class PoolView:
+    """This API process' estimate of the chat pool: the slots in use at the last gate
+    verdict (trusted for `chat_shed_seconds` only, since slots free all the time) plus
+    the requests of this process still waiting for their verdict. A hint for shedding,
+    never for admitting: admission itself stays the atomic script."""
+
+    def __init__(self) -> None:
+        self.pending = 0
+        self.in_pool = 0
+        self.seen_at = -math.inf
+
+    def full(self) -> bool:
+        fresh = time.monotonic() - self.seen_at < settings.chat_shed_seconds
+        return self.pending + (self.in_pool if fresh else 0) >= pool_limit()
+
+    @contextmanager
+    def starting(self) -> Iterator[None]:
+        """Count one request as pending until its verdict (`observe`) or its end."""
+        start = _Start()
+        self.pending += 1
+        token = _current_start.set(start)
+        try:
+            yield
+        finally:
+            _current_start.reset(token)
+            self._settle(start)
+
+    def observe(self, in_pool: int | None) -> None:
+        """The current request's verdict, with the pool's slots in use when known."""
+        if (start := _current_start.get()) is not None:
+            self._settle(start)
+        if in_pool is not None:
+            self.in_pool, self.seen_at = in_pool, time.monotonic()
+
+    def _settle(self, start: _Start) -> None:
+        if not start.settled:
+            start.settled = True
+            self.pending -= 1
+
+
+pool_view = PoolView()

@@ -186,6 +186,9 @@ class Settings(BaseSettings):
     # Past either, a new generation is refused at once instead of queueing behind busy threads.
     chat_max_streams: int | None = None
     chat_max_streams_per_user: int = 20
+    # How long an API process trusts the pool's fill it saw at the last admission: while
+    # it says full, new generations are refused before auth and parsing (api/shed.py).
+    chat_shed_seconds: float = 0.1
     # A provider silent this long between two chunks fails the generation (partial kept).
     provider_read_timeout_seconds: float = 60.0
 

@@ -27,6 +27,8 @@ from core.admission import (
     USER_FULL,
     capacity_args,
     capacity_keys,
+    pool_limit,
+    pool_view,
     refuse,
 )
 from core.quota import (
@@ -64,7 +66,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     + QUOTA_TAKE_LUA
     + CAPACITY_TAKE_LUA
     + OPEN_LUA
-    + "return {0, used, limit, remaining - 1, wait}\n"
+    + "return {0, used, limit, remaining - 1, wait, in_pool + 1}\n"
 )
 # EVALSHA spares sending the script's text with every request.
 START_SHA = hashlib.sha1(START_SCRIPT.encode()).hexdigest()
@@ -123,6 +125,10 @@ async def admit(
             break
         seed = await load_used()
     status = int(reply[0])
+    if status == 0:
+        pool_view.observe(int(reply[5]))
+    else:
+        pool_view.observe(pool_limit() if status == POOL_FULL else None)
     if status in (POOL_FULL, USER_FULL):
         limit, remaining, wait_ms = (int(x) for x in reply[1:4])
         refuse(status, window_headers(limit, remaining, wait_ms))

@@ -94,3 +94,64 @@ async def test_refused_past_capacity_and_released_at_the_end(small_api: str, mak
             break
         await asyncio.sleep(0.1)
     assert sync_redis().zcard(POOL_KEY) == 0
+
+
+@pytest.fixture(scope="module")
+def one_slot_api(service_env):
+    """An API replica admitting one stream, trusting the pool's fill it saw for 5 s."""
+    server, base_url = start_api({**service_env, "CHAT_MAX_STREAMS": "1", "CHAT_SHED_SECONDS": "5"})
+    yield base_url
+    server.stop()
+
+
+async def test_full_pool_is_shed_before_auth_and_admits_once_a_slot_frees(
+    one_slot_api: str, make_user
+) -> None:
+    user = make_user()
+    async with httpx.AsyncClient(base_url=one_slot_api, timeout=30) as client:
+        async with client.stream(
+            "POST",
+            "/v1/chat/completions",
+            json=_completion("[[tag=shed tokens=40 delay=0.05]]"),
+            headers=user.headers,
+        ) as running:
+            assert running.status_code == 200
+            lines = running.aiter_lines()
+            await anext(lines)
+
+            # The admission just seen filled the pool: refused at once, before any auth
+            # (no credentials, yet 503, not 401), each route in its own envelope.
+            shed = await client.post("/v1/chat/completions", json=_completion("[[tokens=2]]"))
+            assert shed.status_code == 503, shed.text
+            assert shed.json()["error"]["code"] == "unavailable"
+            assert shed.json()["error"]["type"] == "api_error"
+            assert shed.headers["retry-after"] == "1"
+            assert shed.headers["x-request-id"]
+            conversation = await client.post(
+                "/v1/conversations/00000000-0000-0000-0000-000000000000/chat/stream",
+                json={"content": "hi"},
+            )
+            assert conversation.status_code == 503, conversation.text
+            assert conversation.json() == {
+                "detail": "Every worker is busy; try again shortly.",
+                "code": "unavailable",
+            }
+            # Other routes are not shed.
+            models = await client.get("/v1/models", headers=user.headers)
+            assert models.status_code == 200
+
+            async for _line in lines:
+                pass
+
+        # The slot is free; a client honouring Retry-After is admitted once the view expires.
+        for _ in range(15):
+            answer = await client.post(
+                "/v1/chat/completions",
+                json={**_completion("[[tag=shed2 tokens=3]]"), "stream": False},
+                headers=user.headers,
+            )
+            if answer.status_code != 503:
+                break
+            await asyncio.sleep(int(answer.headers["retry-after"]))
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["choices"][0]["message"]["content"] == "w0-shed2 w1-shed2 w2-shed2 "
