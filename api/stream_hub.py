@@ -57,12 +57,17 @@ class StreamHub:
     def __init__(self) -> None:
         self.wake_key = f"relay:wake:{uuid.uuid4().hex}"
         self._subs: dict[str, set[Subscription]] = {}
+        # Each key's read position (its slowest subscriber's cursor), kept up to date
+        # instead of recomputed for every read: a read happens per batch of entries,
+        # and recomputing over hundreds of streams was most of the hub's CPU.
+        self._cursors: dict[str, str] = {}
         self._task: asyncio.Task[None] | None = None
 
     def subscribe(self, key: str, cursor: str) -> Subscription:
         """Register before the entry that wakes the reader is written (see `wake_in`)."""
         subscription = Subscription(key, cursor)
         self._subs.setdefault(key, set()).add(subscription)
+        self._update_cursor(key)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run(), name="stream-hub")
         return subscription
@@ -73,6 +78,16 @@ class StreamHub:
             subs.discard(subscription)
             if not subs:
                 del self._subs[subscription.key]
+            self._update_cursor(subscription.key)
+
+    def _update_cursor(self, key: str) -> None:
+        subs = self._subs.get(key)
+        if not subs:
+            self._cursors.pop(key, None)
+        elif len(subs) == 1:
+            self._cursors[key] = next(iter(subs)).cursor
+        else:
+            self._cursors[key] = min((s.cursor for s in subs), key=_entry_id)
 
     def wake_in(self, pipe: AsyncPipeline) -> None:
         pipe.xadd(self.wake_key, {"w": "1"}, maxlen=1, approximate=False)
@@ -83,12 +98,9 @@ class StreamHub:
             self.wake_in(pipe)
             await pipe.execute()
 
-    async def _read(self, reader: aioredis.Redis) -> list:
+    async def _read(self, reader: aioredis.Redis, streams: dict[str, str]) -> list:
         """XREAD BLOCK, retried on a broken connection: the cursors make a retry lose
         nothing, and a pooled connection that predates a Redis restart fails once."""
-        streams = {self.wake_key: "$"}
-        for key, subs in self._subs.items():
-            streams[key] = min((s.cursor for s in subs), key=_entry_id)
         for attempt in range(READ_ATTEMPTS):
             try:
                 return await reader.xread(streams, block=BLOCK_MS, count=READ_COUNT)
@@ -102,18 +114,21 @@ class StreamHub:
         reader = blocking_redis()
         idle_scan_at = time.monotonic()
         while self._subs:
+            streams = {self.wake_key: "$", **self._cursors}
             try:
-                answer = await self._read(reader)
+                answer = await self._read(reader, streams)
             except RedisConnectionError as exc:
                 for subs in list(self._subs.values()):
                     for subscription in subs:
                         subscription.queue.put_nowait(exc)
                 self._subs.clear()
+                self._cursors.clear()
                 return
             now = time.monotonic()
             for key, entries in answer:
                 for subscription in list(self._subs.get(key, ())):
-                    self._deliver(subscription, entries, now)
+                    self._deliver(subscription, entries, now, streams.get(key))
+                self._update_cursor(key)
             if now - idle_scan_at < IDLE_SCAN_SECONDS:
                 continue
             idle_scan_at = now
@@ -123,9 +138,19 @@ class StreamHub:
                         subscription.last_delivery = now
                         subscription.queue.put_nowait(IDLE)
 
-    def _deliver(self, subscription: Subscription, entries: list[Entry], now: float) -> None:
-        after = _entry_id(subscription.cursor)
-        fresh = [e for e in entries if _entry_id(e[0]) > after]
+    def _deliver(
+        self, subscription: Subscription, entries: list[Entry], now: float, read_from: str | None
+    ) -> None:
+        if subscription.cursor == read_from:
+            # The read started at this subscriber's cursor (the usual case): all is new.
+            fresh = entries
+        else:
+            after = _entry_id(subscription.cursor)
+            if read_from is None or _entry_id(read_from) > after:
+                # Subscribed during the read, behind its start: this batch would skip
+                # entries it has not seen; the next read starts at its cursor.
+                return
+            fresh = [e for e in entries if _entry_id(e[0]) > after]
         if not fresh:
             return
         subscription.cursor = fresh[-1][0]
