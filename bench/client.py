@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
-import httpx
 import orjson
 
-from bench.upstream import expected_tokens
+from bench.http import Connection, Response
+from tests.fakes.openai_protocol import expected_tokens
 
 REFUSAL_STATUS = frozenset({429, 503})
 
@@ -22,6 +23,8 @@ class StreamResult:
     # Tokens of the expected reply missing, out of place or extra; 0 for a correct reply.
     wrong_tokens: int
     error: str | None = None
+    # A refusal's Retry-After, in seconds: when the client may try again.
+    retry_after: float | None = None
 
     @property
     def refused(self) -> bool:
@@ -43,8 +46,23 @@ def _check(content: str, received: str) -> tuple[int, int]:
     return len(expected) - min(wrong, len(expected)), wrong
 
 
+async def _refusal(response: Response, started: float) -> StreamResult:
+    """A non-200 answer (a refusal, or an error), with the Retry-After it carries."""
+    text = (await response.read()).decode(errors="replace")
+    retry_after = response.headers.get("retry-after")
+    return StreamResult(
+        response.status,
+        None,
+        time.perf_counter() - started,
+        0,
+        0,
+        text[:200],
+        float(retry_after) if retry_after else None,
+    )
+
+
 async def openai_stream(
-    client: httpx.AsyncClient, url: str, headers: dict[str, str], content: str, model: str
+    connection: Connection, url: str, headers: dict[str, str], content: str, model: str
 ) -> StreamResult:
     """One OpenAI-style streamed completion; TTFT is the first non-empty content delta."""
     body = {"model": model, "stream": True, "messages": [{"role": "user", "content": content}]}
@@ -53,34 +71,29 @@ async def openai_stream(
     parts: list[str] = []
     error: str | None = None
     try:
-        async with client.stream("POST", url, json=body, headers=headers) as response:
-            if response.status_code != 200:
-                await response.aread()
-                return StreamResult(
-                    response.status_code,
-                    None,
-                    time.perf_counter() - started,
-                    0,
-                    0,
-                    response.text[:200],
-                )
-            async for line in response.aiter_lines():
-                if not line.startswith("data: "):
-                    continue
-                data = line[6:]
-                if data == "[DONE]":
-                    break
-                chunk = orjson.loads(data)
-                if "error" in chunk:
-                    error = str(chunk["error"])[:200]
-                    break
-                for choice in chunk.get("choices") or ():
-                    text = (choice.get("delta") or {}).get("content")
-                    if text:
-                        if ttft is None:
-                            ttft = time.perf_counter() - started
-                        parts.append(text)
-    except httpx.HTTPError as exc:
+        response = await connection.post(url, body, headers)
+        if response.status != 200:
+            return await _refusal(response, started)
+        async for line in response.lines():
+            if not line.startswith("data: "):
+                continue
+            data = line[6:]
+            if data == "[DONE]":
+                break
+            chunk = orjson.loads(data)
+            if "error" in chunk:
+                error = str(chunk["error"])[:200]
+                break
+            for choice in chunk.get("choices") or ():
+                text = (choice.get("delta") or {}).get("content")
+                if text:
+                    if ttft is None:
+                        ttft = time.perf_counter() - started
+                    parts.append(text)
+        # The rest of the body, so the connection can carry the next request.
+        await response.read()
+    except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+        await connection.close()
         error = f"{type(exc).__name__}: {exc}"[:200]
         status = 0
     else:
@@ -90,7 +103,7 @@ async def openai_stream(
 
 
 async def conversation_stream(
-    client: httpx.AsyncClient,
+    connection: Connection,
     base_url: str,
     headers: dict[str, str],
     conversation_id: str,
@@ -102,25 +115,23 @@ async def conversation_stream(
     ttft: float | None = None
     parts: list[str] = []
     error: str | None = None
-    async with client.stream("POST", url, json={"content": content}, headers=headers) as response:
-        if response.status_code != 200:
-            await response.aread()
-            return StreamResult(
-                response.status_code, None, time.perf_counter() - started, 0, 0, response.text[:200]
-            )
-        event = ""
-        async for line in response.aiter_lines():
-            if line.startswith("event: "):
-                event = line[7:]
-            elif line.startswith("data: "):
-                data = orjson.loads(line[6:])
-                if event == "delta":
-                    if ttft is None:
-                        ttft = time.perf_counter() - started
-                    parts.append(data["content"])
-                elif event in ("error", "cancelled"):
-                    error = str(data)[:200]
-                if event in ("done", "error", "cancelled"):
-                    break
+    response = await connection.post(url, {"content": content}, headers)
+    if response.status != 200:
+        return await _refusal(response, started)
+    event = ""
+    async for line in response.lines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data = orjson.loads(line[6:])
+            if event == "delta":
+                if ttft is None:
+                    ttft = time.perf_counter() - started
+                parts.append(data["content"])
+            elif event in ("error", "cancelled"):
+                error = str(data)[:200]
+            if event in ("done", "error", "cancelled"):
+                break
+    await response.read()
     correct, wrong = _check(content, "".join(parts))
     return StreamResult(200, ttft, time.perf_counter() - started, correct, wrong, error)

@@ -30,9 +30,11 @@ import httpx
 import psutil
 import psycopg
 import redis
+import uvloop
 
 from bench import litellm
 from bench.client import StreamResult, conversation_stream, openai_stream, prompt
+from bench.http import Connection
 from bench.stack import BENCH_DATABASE, BenchStack, process_tree
 
 STATEMENT_LINE = re.compile(r"LOG:  (?:statement|execute [^:]*): (.*)")
@@ -49,12 +51,16 @@ class Profile:
     token_delay: float
     rps_seconds: float
     hot_path_requests: int
-    overload_admitted: int
+    # The chat pool: capacity (CHAT_MAX_STREAMS) is processes x threads.
+    worker_processes: int
+    worker_concurrency: int
+    # The flood offers the pool's capacity plus this many streams at once.
     overload_extra: int
 
 
-FULL = Profile(100, [1, 10, 50, 200, 1000], 4.0, 50, 0.02, 3.0, 30, 200, 1000)
-QUICK = Profile(10, [1, 10, 50], 1.0, 50, 0.02, 1.0, 5, 10, 50)
+# Two chat workers of 50 threads: what this 2-core machine streams (README, "Sizing").
+FULL = Profile(100, [1, 10, 50, 200, 1000], 4.0, 50, 0.02, 3.0, 30, 2, 50, 1000)
+QUICK = Profile(10, [1, 10, 50], 1.0, 50, 0.02, 1.0, 5, 1, 10, 50)
 
 
 def pct(values: list[float], p: int) -> float | None:
@@ -177,18 +183,20 @@ async def sequential(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
     """One stream at a time on each path, interleaved so drift hits all three alike."""
     found: dict[str, list[StreamResult]] = {"direct": [], "openai": [], "conversation": []}
     warm_up = 3
+    direct_path = Connection(stack.upstream_url)
+    ours_path, chat_path = Connection(stack.api_url), Connection(stack.api_url)
     async with _client() as client:
         for i in range(profile.sequential + warm_up):
             content = prompt(f"seq{i}", profile.tokens, 0)
             direct = await openai_stream(
-                client, stack.upstream_url + "/v1/chat/completions", {}, content, MODEL
+                direct_path, stack.upstream_url + "/v1/chat/completions", {}, content, MODEL
             )
             ours = await openai_stream(
-                client, stack.api_url + "/v1/chat/completions", auth.key_headers, content, MODEL
+                ours_path, stack.api_url + "/v1/chat/completions", auth.key_headers, content, MODEL
             )
             conversation_id = await auth.new_conversation(client, stack.api_url)
             chat = await conversation_stream(
-                client, stack.api_url, auth.jwt_headers, conversation_id, content
+                chat_path, stack.api_url, auth.jwt_headers, conversation_id, content
             )
             if i >= warm_up:
                 found["direct"].append(direct)
@@ -204,21 +212,22 @@ async def sweep_level(
     results: list[StreamResult] = []
     deadline = time.perf_counter() + profile.level_seconds
 
-    async def client_loop(client: httpx.AsyncClient, index: int) -> None:
+    async def client_loop(index: int) -> None:
+        connection = Connection(url)
         n = 0
         while time.perf_counter() < deadline:
             content = prompt(f"c{concurrency}-{index}-{n}", profile.tokens, profile.token_delay)
-            result = await openai_stream(client, url, headers, content, MODEL)
+            result = await openai_stream(connection, url, headers, content, MODEL)
             results.append(result)
             n += 1
             if result.refused:
-                await asyncio.sleep(0.05)
+                # As a well-behaved client does: back again when told, not at once.
+                await asyncio.sleep(result.retry_after or 1.0)
 
-    async with _client(connections=concurrency + 10) as client:
-        with Meter(pids) as meter:
-            started = time.perf_counter()
-            await asyncio.gather(*(client_loop(client, i) for i in range(concurrency)))
-            wall = time.perf_counter() - started
+    with Meter(pids) as meter:
+        started = time.perf_counter()
+        await asyncio.gather(*(client_loop(i) for i in range(concurrency)))
+        wall = time.perf_counter() - started
     tokens = sum(r.tokens for r in results if r.completed)
     summary = _summary(results)
     summary.update(
@@ -377,24 +386,24 @@ class StatementLog:
 async def hot_path(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
     """Per API-key streamed chat request, after warm-up: who sends what to Redis and PostgreSQL."""
     url = stack.api_url + "/v1/chat/completions"
-    async with _client() as client:
-        for i in range(3):
-            await openai_stream(client, url, auth.key_headers, prompt(f"warm{i}", 5, 0), MODEL)
-        statements = StatementLog(stack) if stack.embedded else None
-        with RedisMonitor(stack.env["REDIS_URL"]) as monitor:
-            if statements:
-                statements.__enter__()
-            for i in range(profile.hot_path_requests):
-                result = await openai_stream(
-                    client, url, auth.key_headers, prompt(f"hot{i}", 5, 0), MODEL
-                )
-                assert result.completed, result.error
-            if statements:
-                statements.__exit__(None, None, None)
+    connection = Connection(url)
+    for i in range(3):
+        await openai_stream(connection, url, auth.key_headers, prompt(f"warm{i}", 5, 0), MODEL)
+    statements = StatementLog(stack) if stack.embedded else None
+    with RedisMonitor(stack.env["REDIS_URL"]) as monitor:
+        if statements:
+            statements.__enter__()
+        for i in range(profile.hot_path_requests):
+            result = await openai_stream(
+                connection, url, auth.key_headers, prompt(f"hot{i}", 5, 0), MODEL
+            )
+            assert result.completed, result.error
+        if statements:
+            statements.__exit__(None, None, None)
     n = profile.hot_path_requests
     found: dict = {"requests": n, "redis_commands_per_request": {}}
-    for name in ("api", "worker"):
-        ports = _ports_of(stack.children[name].process.pid)
+    for name, children in (("api", ["api"]), ("worker", stack.worker_names())):
+        ports = set().union(*(_ports_of(stack.children[c].process.pid) for c in children))
         commands = [c for port, cs in monitor.by_port.items() if port in ports for c in cs]
         counts: dict[str, int] = {}
         for command in commands:
@@ -417,29 +426,29 @@ async def hot_path(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
 
 
 async def overload(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
-    """Capacity for `overload_admitted` streams, and that many plus `overload_extra` at once."""
-    stack.start_api(CHAT_MAX_STREAMS=str(profile.overload_admitted))
+    """The pool's capacity plus `overload_extra` streams, all at once."""
     url = stack.api_url + "/v1/chat/completions"
-    total = profile.overload_admitted + profile.overload_extra
-    async with _client(connections=total + 10) as client:
-        await openai_stream(client, url, auth.key_headers, prompt("warm-overload", 5, 0), MODEL)
-        results = await asyncio.gather(
-            *(
-                openai_stream(
-                    client,
-                    url,
-                    auth.key_headers,
-                    prompt(f"flood{i}", profile.tokens, profile.token_delay),
-                    MODEL,
-                )
-                for i in range(total)
+    total = stack.capacity + profile.overload_extra
+    await openai_stream(
+        Connection(url), url, auth.key_headers, prompt("warm-overload", 5, 0), MODEL
+    )
+    results = await asyncio.gather(
+        *(
+            openai_stream(
+                Connection(url),
+                url,
+                auth.key_headers,
+                prompt(f"flood{i}", profile.tokens, profile.token_delay),
+                MODEL,
             )
+            for i in range(total)
         )
+    )
     admitted = [r for r in results if not r.refused]
     refused = [r for r in results if r.refused]
     summary = _summary(admitted)
     summary.update(
-        capacity=profile.overload_admitted,
+        capacity=stack.capacity,
         offered=total,
         refused=len(refused),
         refusal_statuses=sorted({r.status for r in refused}),
@@ -609,16 +618,16 @@ async def measure(stack: BenchStack, profile: Profile, args: argparse.Namespace)
     try:
         report["litellm_version"] = proxy.version
         url = proxy.url + "/v1/chat/completions"
-        async with _client() as client:
-            for i in range(3):
-                await openai_stream(client, url, proxy.headers, prompt(f"lwarm{i}", 5, 0), MODEL)
-            results = []
-            for i in range(profile.sequential):
-                results.append(
-                    await openai_stream(
-                        client, url, proxy.headers, prompt(f"lseq{i}", profile.tokens, 0), MODEL
-                    )
+        connection = Connection(url)
+        for i in range(3):
+            await openai_stream(connection, url, proxy.headers, prompt(f"lwarm{i}", 5, 0), MODEL)
+        results = []
+        for i in range(profile.sequential):
+            results.append(
+                await openai_stream(
+                    connection, url, proxy.headers, prompt(f"lseq{i}", profile.tokens, 0), MODEL
                 )
+            )
         report["sequential"]["litellm"] = _summary(results)
         _progress("sweep, LiteLLM ...")
         pids = {"litellm": proxy.child.process.pid, "upstream": stack.pids()["upstream"]}
@@ -636,6 +645,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", help="comma-separated sweep concurrencies")
     parser.add_argument("--level-seconds", type=float, help="seconds each sweep level runs")
     parser.add_argument("--sequential", type=int, help="streams per path in the sequential test")
+    parser.add_argument("--worker-processes", type=int, help="chat worker processes")
+    parser.add_argument("--worker-concurrency", type=int, help="threads per chat worker")
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
     parser.add_argument("--litellm-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--database-url", help="use this PostgreSQL (a bench database is made)")
@@ -652,18 +663,23 @@ def main(argv: list[str] | None = None) -> int:
         profile.level_seconds = args.level_seconds
     if args.sequential:
         profile.sequential = args.sequential
+    if args.worker_processes:
+        profile.worker_processes = args.worker_processes
+    if args.worker_concurrency:
+        profile.worker_concurrency = args.worker_concurrency
     started = time.monotonic()
     stack = BenchStack.create(
         database_url=args.database_url,
         database_name=args.database_name,
         redis_url=args.redis_url,
-        worker_concurrency=max(max(profile.levels), profile.overload_admitted),
-        chat_max_streams=max(profile.levels) + 10,
+        worker_processes=profile.worker_processes,
+        worker_concurrency=profile.worker_concurrency,
     )
     try:
         _progress(f"starting the stack in {stack.workdir} ...")
         stack.start()
-        report = asyncio.run(measure(stack, profile, args))
+        # The client's loop costs CPU on the same cores as the stack: the C loop costs less.
+        report = uvloop.run(measure(stack, profile, args))
     finally:
         stack.stop()
     report.update(

@@ -1,5 +1,5 @@
 """The processes a bench run measures: PostgreSQL, Redis, the fake upstream, the API
-and one chat worker, each a child process whose CPU and memory psutil can read.
+and the chat workers, each a child process whose CPU and memory psutil can read.
 
 Embedded PostgreSQL and valkey (the ones `make run` uses) by default, so the
 counters of INFO commandstats and the statement log see only this run;
@@ -25,6 +25,7 @@ import psycopg
 import redis
 
 from cli.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from cli.stack import api_command, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DATABASE = "switchboard_bench"
@@ -78,8 +79,10 @@ class BenchStack:
     database_url: str | None = None
     database_name: str = BENCH_DATABASE
     redis_url: str | None = None
-    worker_concurrency: int = 1000
-    chat_max_streams: int = 1000
+    # The pool's capacity (CHAT_MAX_STREAMS) is processes x threads; admission control
+    # refuses past it. bench/run.py sizes it (README, "Sizing").
+    worker_processes: int = 2
+    worker_concurrency: int = 50
     children: dict[str, Child] = field(default_factory=dict)
     postgres: EmbeddedPostgres | None = None
     valkey: EmbeddedRedis | None = None
@@ -170,12 +173,20 @@ class BenchStack:
             "DEEPSEEK_API_KEY": "sk-bench",
             "PLANS": BENCH_PLANS,
             "WORKER_CONCURRENCY": str(self.worker_concurrency),
-            "CHAT_MAX_STREAMS": str(self.chat_max_streams),
-            "CHAT_MAX_STREAMS_PER_USER": str(self.chat_max_streams),
+            "CHAT_MAX_STREAMS": str(self.capacity),
+            "CHAT_MAX_STREAMS_PER_USER": str(self.capacity),
             "LOG_FORMAT": "text",
         }
         self.start_api()
-        self.start_worker()
+        for index in range(1, self.worker_processes + 1):
+            self.start_worker(index)
+
+    @property
+    def capacity(self) -> int:
+        return self.worker_processes * self.worker_concurrency
+
+    def worker_names(self) -> list[str]:
+        return [name for name in self.children if name.startswith("worker")]
 
     def _with_app_name(self, name: str) -> dict[str, str]:
         url = self.env["DATABASE_URL"]
@@ -184,58 +195,33 @@ class BenchStack:
             "DATABASE_URL": f"{url}{'&' if '?' in url else '?'}application_name={name}",
         }
 
-    def start_api(self, **extra_env: str) -> None:
-        if "api" in self.children:
-            self.children.pop("api").stop()
+    def start_api(self) -> None:
         port = free_port()
-        argv = [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "api.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--no-access-log",
-            "--no-proxy-headers",
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--backlog",
-            "4096",
-        ]
-        child = self._spawn("api", argv, {**self._with_app_name("bench-api"), **extra_env})
+        argv = [*api_command("127.0.0.1", port), "--backlog", "4096"]
+        child = self._spawn("api", argv, self._with_app_name("bench-api"))
         self.api_url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_ready(self.api_url + "/healthz"), "API", 60, child.process)
 
-    def start_worker(self) -> None:
+    def start_worker(self, index: int) -> None:
         argv = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.app",
-            "worker",
-            "--queues=chat,default,maintenance",
-            "--pool=threads",
-            f"--concurrency={self.worker_concurrency}",
-            "--hostname=bench-chat@%h",
-            "--loglevel=WARNING",
+            *worker_command(
+                "chat,default,maintenance",
+                self.worker_concurrency,
+                f"bench-chat{index}@%h",
+                "WARNING",
+            ),
             "--without-mingle",
             "--without-gossip",
             "--without-heartbeat",
         ]
-        child = self._spawn("worker", argv, self._with_app_name("bench-worker"))
-        # At WARNING the worker logs nothing when ready; its BRPOP on the broker db shows it.
-        wait_until(self._worker_consumes, "chat worker", 60, child.process)
+        child = self._spawn(f"worker-{index}", argv, self._with_app_name("bench-worker"))
+        # At WARNING a worker logs nothing when ready; its BRPOP on the broker db shows it.
+        wait_until(lambda: self._consumers() >= index, "chat worker", 60, child.process)
 
-    def _worker_consumes(self) -> bool:
+    def _consumers(self) -> int:
         client = redis.Redis.from_url(self.env["BROKER_URL"], decode_responses=True)
         db = client.connection_pool.connection_kwargs.get("db", 0)
-        return any(
+        return sum(
             c.get("cmd") == "brpop" and int(c.get("db", -1)) == db for c in client.client_list()
         )
 

@@ -1,8 +1,8 @@
 """A lean fake OpenAI upstream for the bench: `python -m bench.upstream --port P`.
 
-Same reply as the test fake (`tests/fakes/llm.py`: `w{i}-{tag} ` tokens driven by
-`[[tokens= delay= tag=]]` in the last user message) but a bare ASGI app with no
-request log, so the baseline spends as little CPU as possible: on two cores
+The test fake's reply (tests/fakes/openai_protocol.py: `w{i}-{tag} ` tokens driven
+by `[[tokens= delay= tag=]]` in the last user message) from a bare ASGI app with
+no request log, so the baseline spends as little CPU as possible: on two cores
 every cycle it uses is taken from the system under test.
 """
 
@@ -10,38 +10,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import time
 
 import orjson
 import uvicorn
 
-KNOBS = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
-
-
-def knobs_of(text: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for block in KNOBS.findall(text):
-        for pair in block.split():
-            name, _, value = pair.partition("=")
-            found[name] = value
-    return found
-
-
-def expected_tokens(content: str) -> list[str]:
-    knobs = knobs_of(content)
-    tag = knobs.get("tag", "x")
-    return [f"w{i}-{tag} " for i in range(int(knobs.get("tokens", "12")))]
-
-
-def _last_user_text(body: dict) -> str:
-    for message in reversed(body.get("messages") or []):
-        if message.get("role") == "user":
-            content = message.get("content")
-            if isinstance(content, list):
-                return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-            return content or ""
-    return ""
+from tests.fakes.openai_protocol import chunk_line, expected_tokens, knobs_of, last_user_text
 
 
 async def _read_body(receive) -> bytes:
@@ -65,23 +39,25 @@ async def app(scope, receive, send) -> None:
         await send({"type": "http.response.body", "body": b"ok"})
         return
     body = orjson.loads(await _read_body(receive))
-    text = _last_user_text(body)
+    text = last_user_text(body)
     knobs = knobs_of(text)
     tokens = expected_tokens(text)
     delay = float(knobs.get("delay", "0"))
     model = body.get("model", "fake")
-    head = {"id": "chatcmpl-bench", "object": "chat.completion.chunk", "created": 0, "model": model}
+    completion_id = "chatcmpl-bench"
     usage = {"prompt_tokens": len(text) // 4 + 3, "completion_tokens": len(tokens)}
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
 
     def chunk(delta: dict, finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
-        return b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
+        return chunk_line(completion_id, model, [choice])
 
     if not body.get("stream"):
         reply = {
-            **head,
+            "id": completion_id,
             "object": "chat.completion",
+            "created": 0,
+            "model": model,
             "choices": [
                 {
                     "index": 0,
@@ -120,7 +96,7 @@ async def app(scope, receive, send) -> None:
         await part(chunk({"content": token}))
     await part(chunk({}, "stop"))
     if (body.get("stream_options") or {}).get("include_usage"):
-        await part(b"data: " + orjson.dumps({**head, "choices": [], "usage": usage}) + b"\n\n")
+        await part(chunk_line(completion_id, model, [], usage=usage))
     await send({"type": "http.response.body", "body": b"data: [DONE]\n\n"})
 
 

@@ -43,58 +43,58 @@ def _pipe_output(name: str, stream) -> None:
         sys.stdout.flush()
 
 
+def api_command(host: str, port: int) -> list[str]:
+    """The API process as `make run`, the tests and the bench start it."""
+    return [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "api.app:create_app",
+        "--factory",
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-access-log",
+        "--no-proxy-headers",
+        # The C event loop and HTTP parser: less CPU per streamed chunk.
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+    ]
+
+
+def worker_command(queues: str, concurrency: int, hostname: str, loglevel: str) -> list[str]:
+    """A Celery worker on the thread pool (I/O-bound tasks), as every starter runs it."""
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        f"--queues={queues}",
+        "--pool=threads",
+        f"--concurrency={concurrency}",
+        f"--hostname={hostname}",
+        f"--loglevel={loglevel}",
+    ]
+
+
 def child_commands(settings: Settings) -> list[Child]:
-    python = sys.executable
-    celery = [python, "-m", "celery", "-A", "workers.app"]
+    celery = [sys.executable, "-m", "celery", "-A", "workers.app"]
     schedule = str(settings.data_dir.resolve() / "celerybeat-schedule")
     return [
         Child(
             "api",
-            [
-                python,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--host",
-                settings.host,
-                "--port",
-                str(settings.port),
-                "--no-access-log",
-                "--no-proxy-headers",
-                "--timeout-graceful-shutdown",
-                "5",
-                # The C event loop and HTTP parser: less CPU per streamed chunk.
-                "--loop",
-                "uvloop",
-                "--http",
-                "httptools",
-            ],
+            [*api_command(settings.host, settings.port), "--timeout-graceful-shutdown", "5"],
         ),
         Child(
             "chat",
-            [
-                *celery,
-                "worker",
-                "--queues=chat",
-                "--pool=threads",
-                f"--concurrency={settings.worker_concurrency}",
-                "--hostname=chat@%h",
-                "--loglevel=INFO",
-            ],
+            worker_command("chat", settings.worker_concurrency, "chat@%h", "INFO"),
         ),
-        Child(
-            "default",
-            [
-                *celery,
-                "worker",
-                "--queues=default,maintenance",
-                "--pool=threads",
-                "--concurrency=8",
-                "--hostname=default@%h",
-                "--loglevel=INFO",
-            ],
-        ),
+        Child("default", worker_command("default,maintenance", 8, "default@%h", "INFO")),
         Child("beat", [*celery, "beat", f"--schedule={schedule}", "--loglevel=INFO"]),
         Child(
             "flower",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -151,25 +150,10 @@ class ServiceProcess:
 
 
 def start_api(env: dict[str, str], port: int | None = None) -> tuple[ServiceProcess, str]:
+    from cli.stack import api_command
+
     port = port or free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "api.app:create_app",
-        "--factory",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--no-access-log",
-        "--no-proxy-headers",
-        # As `make run` and the bench start it.
-        "--loop",
-        "uvloop",
-        "--http",
-        "httptools",
-    ]
+    argv = api_command("127.0.0.1", port)
     server = ServiceProcess(f"api-{port}", argv, env)
     base_url = f"http://127.0.0.1:{port}"
 
@@ -186,18 +170,12 @@ def start_api(env: dict[str, str], port: int | None = None) -> tuple[ServiceProc
 def start_worker(
     env: dict[str, str], name: str = "worker", concurrency: int = 60
 ) -> ServiceProcess:
+    from cli.stack import worker_command
+
     argv = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers.app",
-        "worker",
-        "--queues=chat,default,maintenance",
-        "--pool=threads",
-        f"--concurrency={concurrency}",
-        f"--hostname={name}-{os.getpid()}@%h",
-        "--loglevel=INFO",
+        *worker_command(
+            "chat,default,maintenance", concurrency, f"{name}-{os.getpid()}@%h", "INFO"
+        ),
         "--without-mingle",
         "--without-gossip",
     ]

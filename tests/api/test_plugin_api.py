@@ -19,7 +19,7 @@ from core.crypto import decrypt_secret
 from core.db import worker_session
 from models import Generation, PluginAccount, UsageRecord
 from tests.conftest import TEST_ENV, ServiceProcess
-from tests.fakes.llm import expected_reply
+from tests.fakes.openai_protocol import expected_reply
 from tests.fakes.plugin_api import ADMIN_KEY, FakePluginApi, FakeUser
 
 PASSWORD = "correct horse battery staple"

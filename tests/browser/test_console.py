@@ -20,7 +20,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from tests.conftest import ROOT, start_api
-from tests.fakes.llm import expected_reply
+from tests.fakes.openai_protocol import expected_reply
 
 CHROMIUM = shutil.which("chromium")
 CHROMIUM_ARGS = [

@@ -16,7 +16,7 @@ import websockets
 from core.admission import POOL_KEY, user_key
 from core.redis import sync_redis
 from tests.conftest import SLOT, TEST_ENV, start_api, start_worker
-from tests.fakes.llm import expected_reply
+from tests.fakes.openai_protocol import expected_reply
 from tests.sse import new_conversation, read_events, stream_chat, text_of
 
 # Own broker db (per test slot): tasks of this pair never reach the session-wide worker.

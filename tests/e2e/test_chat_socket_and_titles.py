@@ -9,7 +9,7 @@ import pytest
 import websockets
 
 from core.chat import trim_history
-from tests.fakes.llm import expected_reply
+from tests.fakes.openai_protocol import expected_reply
 from tests.sse import new_conversation, stream_chat
 
 pytestmark = pytest.mark.usefixtures("celery_worker")

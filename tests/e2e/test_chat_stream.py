@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tests.fakes.llm import expected_reply
+from tests.fakes.openai_protocol import expected_reply
 from tests.sse import new_conversation, read_events, stream_chat, text_of
 
 pytestmark = pytest.mark.usefixtures("celery_worker")

@@ -18,7 +18,8 @@ from core.chat import cost_of
 from core.db import worker_session
 from core.plans import models_for_plan
 from models import Generation, UsageRecord
-from tests.fakes.llm import FakeLLM, expected_reply, expected_tool_calls
+from tests.fakes.llm import FakeLLM, expected_tool_calls
+from tests.fakes.openai_protocol import expected_reply
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 

@@ -15,7 +15,7 @@ import pytest
 from cli.embedded import EmbeddedPostgres, EmbeddedRedis
 from cli.migrate import upgrade_database
 from tests.conftest import start_api, start_worker
-from tests.fakes.llm import expected_reply
+from tests.fakes.openai_protocol import expected_reply
 
 pytestmark = pytest.mark.slow
 

@@ -17,7 +17,7 @@ so concurrent tests need no shared mutable state:
 - `finish=<reason>`: the `finish_reason` to end with (default `stop`, or
   `tool_calls` with `tool=`)
 
-The reply is a pure function of the request (`expected_reply`), and every
+The reply is a pure function of the request (`openai_protocol.expected_reply`), and every
 request is recorded (`FakeLLM.requests`) for assertions.
 """
 
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -37,30 +36,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes.openai_protocol import (
+    chunk_line,
+    expected_tokens,
+    knobs_of,
+    last_user_text,
+    text_of,
+)
 from tests.fakes.server import serve_in_thread
 
-KNOBS = re.compile(r"\[\[(.*?)\]\]", re.DOTALL)
 TITLE_MARKER = "title"
 UPSTREAM_ERROR_MESSAGE = "fake upstream refuses: secret-internal-detail"
-
-
-def knobs_of(text: str) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for block in KNOBS.findall(text):
-        for pair in block.split():
-            name, _, value = pair.partition("=")
-            found[name] = value
-    return found
-
-
-def expected_tokens(content: str) -> list[str]:
-    knobs = knobs_of(content)
-    tag = knobs.get("tag", "x")
-    return [f"w{i}-{tag} " for i in range(int(knobs.get("tokens", "12")))]
-
-
-def expected_reply(content: str) -> str:
-    return "".join(expected_tokens(content))
 
 
 def expected_tool_calls(content: str) -> list[dict[str, Any]]:
@@ -100,26 +86,15 @@ def _tool_call_deltas(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return deltas
 
 
-def last_user_text(body: dict[str, Any]) -> str:
-    users = [m for m in body.get("messages", []) if m.get("role") == "user"]
-    return _text_of(users[-1]["content"]) if users else ""
-
-
 def title_reply(content: str) -> str:
     tag = knobs_of(content).get("tag", "x")
     # Reasoning and quotes, as real models send them; the title job strips both.
     return f'<think>the user asks about {tag}</think>"Talk about {tag}."'
 
 
-def _text_of(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-
-
 def _prompt_tokens(body: dict) -> int:
     text = str(body.get("system", "")) + "".join(
-        _text_of(m.get("content", "")) for m in body.get("messages", [])
+        text_of(m.get("content", "")) for m in body.get("messages", [])
     )
     return len(text) // 4 + 3
 
@@ -177,28 +152,20 @@ async def openai_answer(body: dict[str, Any], knobs: dict[str, str], tokens: lis
         return JSONResponse(answer)
     include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
 
-    def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
-        payload = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": model,
-            "choices": choices,
-            **extra,
-        }
-        return f"data: {json.dumps(payload)}\n\n"
+    def chunk(choices: list[dict[str, Any]], **extra: Any) -> bytes:
+        return chunk_line(completion_id, model, choices, **extra)
 
-    def delta(content: dict, finish_reason: str | None = None) -> str:
+    def delta(content: dict, finish_reason: str | None = None) -> bytes:
         return chunk([{"index": 0, "delta": content, "finish_reason": finish_reason}])
 
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncIterator[bytes]:
         yield delta({"role": "assistant", "content": None if calls else ""})
         async for item in _paced(knobs, deltas):
             yield delta(item)
         yield delta({}, finish)
         if include_usage and usage:
             yield chunk([], usage=usage)
-        yield "data: [DONE]\n\n"
+        yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -225,7 +192,7 @@ class FakeLLM:
         messages = body.get("messages", [])
         last_user = last_user_text(body)
         system = body.get("system") or "".join(
-            _text_of(m["content"]) for m in messages if m.get("role") == "system"
+            text_of(m["content"]) for m in messages if m.get("role") == "system"
         )
         is_title = TITLE_MARKER in str(system).lower() and "short title" in str(system).lower()
         knobs = knobs_of(last_user)

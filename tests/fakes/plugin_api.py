@@ -24,7 +24,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from cli.embedded import free_port
-from tests.fakes.llm import expected_tokens, knobs_of, last_user_text, openai_answer
+from tests.fakes.llm import openai_answer
+from tests.fakes.openai_protocol import expected_tokens, knobs_of, last_user_text
 from tests.fakes.server import serve_in_thread
 
 ADMIN_KEY = "plugin-admin-key-for-tests-0123456789"
