@@ -177,6 +177,10 @@ class Settings(BaseSettings):
     plans: dict[str, PlanSpec] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
     models: dict[str, ModelSpec] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
 
+    # PostgreSQL connections per process (engine pool + overflow); keep
+    # processes x (size + overflow) under the server's max_connections.
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
     # Workers: threads per worker process for streaming chats.
     worker_concurrency: int = 100
     # Upper bound of one generation; the broker's visibility timeout sits above it.

@@ -25,8 +25,8 @@ _CONNECT_ARGS = {"connect_timeout": 5}
 def async_engine() -> AsyncEngine:
     return create_async_engine(
         settings.require_database_url(),
-        pool_size=20,
-        max_overflow=20,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         pool_timeout=10,
         connect_args=_CONNECT_ARGS,
@@ -42,8 +42,8 @@ def async_session_factory() -> async_sessionmaker[AsyncSession]:
 def sync_engine() -> Engine:
     return create_engine(
         settings.require_database_url(),
-        pool_size=10,
-        max_overflow=40,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
         pool_pre_ping=True,
         pool_timeout=10,
         connect_args=_CONNECT_ARGS,

@@ -63,6 +63,9 @@ TEST_ENV = {
     "ENCRYPTION_KEYS": "GRq6FSytCgUxhvcMQDfH-ZLILxhzy2s1AvLv0kxmzZw=,"
     "479dGZ5nsaxRlDvtaA10pv_l15xjptTZnT_QUj3Nt54=",
     "FLOWER_BASIC_AUTH": "test:test",
+    # Several API and worker processes share the server's 100 connections.
+    "DB_POOL_SIZE": "4",
+    "DB_MAX_OVERFLOW": "12",
     "WORKER_CONCURRENCY": "60",
 }
 os.environ.update(TEST_ENV)
