@@ -5,8 +5,9 @@ acknowledged only after it ran, so a worker lost between receiving and
 claiming it does not lose the chat; a redelivered task is harmless because the
 claim is an atomic `UPDATE ... WHERE status = 'queued'`: only one delivery ever
 reaches the provider, and any later one finds the generation claimed and stops.
-A worker lost after the claim is detected by its missing heartbeat (relay,
-sweep), not retried: the client has already seen part of the reply.
+A worker lost after the claim is detected through its heartbeat key, which
+names a worker process whose alive key is gone (relay, sweep), and is not
+retried: the client has already seen part of the reply.
 """
 
 from __future__ import annotations
