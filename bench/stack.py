@@ -14,7 +14,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -25,6 +24,7 @@ import psycopg
 import redis
 
 from cli.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+from cli.embedded import wait_until as embedded_wait_until
 from cli.stack import api_command, worker_command
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,17 +37,7 @@ BENCH_PLANS = (
 
 
 def wait_until(check, what: str, timeout: float, process: subprocess.Popen | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process is not None and process.poll() is not None:
-            raise RuntimeError(f"{what} exited during start-up (code {process.returncode})")
-        try:
-            if check():
-                return
-        except (OSError, httpx.HTTPError):
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{what} not ready within {timeout:.0f} s")
+    embedded_wait_until(check, what, timeout, process, transient=(OSError, httpx.HTTPError))
 
 
 def http_ready(url: str) -> bool:

@@ -33,7 +33,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_for(check, what: str, timeout: float, process: subprocess.Popen | None) -> None:
+def wait_until(
+    check,
+    what: str,
+    timeout: float,
+    process: subprocess.Popen | None = None,
+    transient: tuple[type[Exception], ...] = (OSError, psycopg.OperationalError),
+) -> None:
+    """Poll `check` until it is true; `transient` errors mean "not yet", a dead process fails."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
@@ -41,9 +48,7 @@ def _wait_for(check, what: str, timeout: float, process: subprocess.Popen | None
         try:
             if check():
                 return
-        except OSError:
-            pass
-        except psycopg.OperationalError:
+        except transient:
             pass
         time.sleep(0.1)
     raise RuntimeError(f"{what} did not become ready within {timeout:.0f} s")
@@ -145,7 +150,7 @@ class EmbeddedPostgres:
             start_new_session=True,
             **run_as,
         )
-        _wait_for(self._accepts, "embedded PostgreSQL", 30, self.process)
+        wait_until(self._accepts, "embedded PostgreSQL", 30, self.process)
         self.ensure_database(DATABASE_NAME)
 
     def _accepts(self) -> bool:
@@ -220,7 +225,7 @@ class EmbeddedRedis:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        _wait_for(self._answers, "embedded Redis (valkey)", 15, self.process)
+        wait_until(self._answers, "embedded Redis (valkey)", 15, self.process)
 
     def _answers(self) -> bool:
         with socket.create_connection(("127.0.0.1", self.port), timeout=1) as sock:

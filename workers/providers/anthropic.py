@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +14,7 @@ from workers.providers.base import (
     Usage,
     build_request,
     chunk_json,
+    fetch_json,
     http_client,
     raise_for_status,
     sse_lines,
@@ -79,14 +79,7 @@ class Anthropic:
         yield usage
 
     def complete(self, call: ProviderCall) -> tuple[str, Usage]:
-        try:
-            response = http_client().send(self._request(call, False))
-            raise_for_status(response, call, self.name)
-            body = response.json()
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, call, self.name) from exc
-        except json.JSONDecodeError as exc:
-            raise ProviderError("anthropic answered malformed JSON.") from exc
+        body = fetch_json(self._request(call, False), call, self.name)
         text = "".join(
             block.get("text", "")
             for block in body.get("content") or []

@@ -138,6 +138,18 @@ def transport_error(exc: httpx.HTTPError, call: ProviderCall, provider: str) -> 
     return ProviderError(f"{name} broke off the response.", retryable=True)
 
 
+def fetch_json(request: httpx.Request, call: ProviderCall, provider: str) -> dict:
+    """Send a non-streaming request and return its JSON body, errors mapped like streams."""
+    try:
+        response = http_client().send(request)
+        raise_for_status(response, call, provider)
+        return response.json()
+    except httpx.HTTPError as exc:
+        raise transport_error(exc, call, provider) from exc
+    except json.JSONDecodeError as exc:
+        raise ProviderError(f"{provider} answered malformed JSON.") from exc
+
+
 def sse_lines(response: httpx.Response) -> Iterator[tuple[str | None, bytes]]:
     """(event, data) pairs of a server-sent-events body. Works on the raw bytes
     (no text decoding, no per-line str objects beyond the event name): this runs

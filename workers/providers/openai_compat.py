@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 
 import httpx
@@ -15,6 +14,7 @@ from workers.providers.base import (
     Usage,
     build_request,
     chunk_json,
+    fetch_json,
     http_client,
     raise_for_status,
     sse_lines,
@@ -75,14 +75,7 @@ class OpenAICompatible:
         yield usage
 
     def complete(self, call: ProviderCall) -> tuple[str, Usage]:
-        try:
-            response = http_client().send(self._request(call, False))
-            raise_for_status(response, call, self.name)
-            body = response.json()
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, call, self.name) from exc
-        except json.JSONDecodeError as exc:
-            raise ProviderError(f"{self.name} answered malformed JSON.") from exc
+        body = fetch_json(self._request(call, False), call, self.name)
         choices = body.get("choices") or [{}]
         text = (choices[0].get("message") or {}).get("content") or ""
         usage = body.get("usage") or {}
