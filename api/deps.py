@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import redis.asyncio as aioredis
 from fastapi import Depends
@@ -18,6 +18,8 @@ from core.quota import QuotaSubject, ensure_period, subject_for_user
 from core.redis import redis_client
 from core.security import TokenClaims, decode_token, revoked_session_key
 from models import Conversation, Generation, ModelConfig, User
+
+Owned = TypeVar("Owned", Conversation, Generation, ModelConfig)
 
 
 async def get_session() -> AsyncIterator[AsyncSession]:
@@ -81,31 +83,32 @@ AccessToken = Annotated[tuple[User, TokenClaims], Depends(get_token_claims)]
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
+async def fetch_owned(
+    session: AsyncSession, model: type[Owned], resource_id: uuid.UUID, user: User, label: str
+) -> Owned:
+    """The user's own row, or 404: another user's resource is never revealed as existing."""
+    row = await session.get(model, resource_id)
+    if row is None or row.user_id != user.id:
+        raise NotFound(f"{label} not found.")
+    return row
+
+
 async def get_owned_conversation(
     conversation_id: uuid.UUID, user: CurrentUser, session: SessionDep
 ) -> Conversation:
-    conversation = await session.get(Conversation, conversation_id)
-    if conversation is None or conversation.user_id != user.id:
-        raise NotFound("Conversation not found.")
-    return conversation
+    return await fetch_owned(session, Conversation, conversation_id, user, "Conversation")
 
 
 async def get_owned_generation(
     generation_id: uuid.UUID, user: CurrentUser, session: SessionDep
 ) -> Generation:
-    generation = await session.get(Generation, generation_id)
-    if generation is None or generation.user_id != user.id:
-        raise NotFound("Generation not found.")
-    return generation
+    return await fetch_owned(session, Generation, generation_id, user, "Generation")
 
 
 async def get_owned_model_config(
     config_id: uuid.UUID, user: CurrentUser, session: SessionDep
 ) -> ModelConfig:
-    config = await session.get(ModelConfig, config_id)
-    if config is None or config.user_id != user.id:
-        raise NotFound("Model config not found.")
-    return config
+    return await fetch_owned(session, ModelConfig, config_id, user, "Model config")
 
 
 OwnedConversation = Annotated[Conversation, Depends(get_owned_conversation)]

@@ -23,12 +23,13 @@ from redis.exceptions import RedisError
 from sqlalchemy import delete, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.deps import fetch_owned
 from api.enqueue import TaskMessage, push, task_message
 from api.relay import StreamEvent, relay_events
 from api.stream_hub import WAKE_TTL_SECONDS, Subscription, stream_hub
 from core.admission import release, release_in
 from core.chat import CUSTOM_PROVIDER, Route, default_model, route_for_model
-from core.errors import AppError, NotFound, Unavailable
+from core.errors import AppError, Unavailable
 from core.gate import Opening, admit
 from core.quota import (
     QuotaSubject,
@@ -74,10 +75,7 @@ class StartedGeneration:
 async def owned_model_config(
     session: AsyncSession, user: User, config_id: uuid.UUID
 ) -> ModelConfig:
-    config = await session.get(ModelConfig, config_id)
-    if config is None or config.user_id != user.id:
-        raise NotFound("Model config not found.")
-    return config
+    return await fetch_owned(session, ModelConfig, config_id, user, "Model config")
 
 
 async def resolve_route(
