@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from http import HTTPStatus
 
+import orjson
 import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Send
 
 from core.errors import AppError
 
@@ -154,3 +156,17 @@ def install_error_handlers(app: FastAPI) -> None:
     ):
         app.add_exception_handler(exc_type, _unavailable)
     app.add_exception_handler(Exception, _unexpected)
+
+
+async def send_json_error(
+    send: Send, status: int, body: dict, headers: dict[str, str] | None = None
+) -> None:
+    """Answer from a pure ASGI middleware, before FastAPI (and its handlers) is reached."""
+    payload = orjson.dumps(body)
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+        *((name.lower().encode(), value.encode()) for name, value in (headers or {}).items()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": payload})

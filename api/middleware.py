@@ -13,10 +13,10 @@ import time
 import uuid
 from functools import cached_property
 
-import orjson
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.errors import send_json_error
 from core.config import Settings
 
 log = logging.getLogger("switchboard.access")
@@ -122,16 +122,9 @@ async def _send_https_required(scope: Scope, send: Send, request_id: str) -> Non
     if scope["type"] == "websocket":
         await send({"type": "websocket.close", "code": 1008})
         return
-    body = orjson.dumps({"detail": "HTTPS is required.", "code": "https_required"})
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 403,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"x-request-id", request_id.encode()),
-            ],
-        }
+    await send_json_error(
+        send,
+        403,
+        {"detail": "HTTPS is required.", "code": "https_required"},
+        {"X-Request-ID": request_id},
     )
-    await send({"type": "http.response.body", "body": body})

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import re
 
-import orjson
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.errors import error_body
+from api.errors import error_body, send_json_error
 from core.admission import POOL_FULL_MESSAGE, RETRY_AFTER_SECONDS, pool_view
 
 # The routes that start a generation (the WebSocket starts its turns inside one connection).
@@ -46,16 +45,5 @@ class ShedGuard:
 
 
 async def _refuse(path: str, send: Send) -> None:
-    body = orjson.dumps(error_body(path, 503, "unavailable", POOL_FULL_MESSAGE))
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 503,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(RETRY_AFTER_SECONDS).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    body = error_body(path, 503, "unavailable", POOL_FULL_MESSAGE)
+    await send_json_error(send, 503, body, {"Retry-After": str(RETRY_AFTER_SECONDS)})
