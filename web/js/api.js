@@ -36,10 +36,14 @@ export function onSessionChange(listener) {
 }
 
 function setSession(next, reason) {
+  const wasSignedIn = Boolean(session);
   session = next;
   if (next) localStorage.setItem(SESSION_KEY, JSON.stringify(next));
   else localStorage.removeItem(SESSION_KEY);
   scheduleRefresh();
+  // Several requests fail together when a session ends: announce the sign-out once,
+  // or a second announcement re-renders the sign-in page without its notice.
+  if (!next && !wasSignedIn) return;
   for (const listener of listeners) listener(next, reason);
 }
 
