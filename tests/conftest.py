@@ -124,12 +124,18 @@ class ServiceProcess:
         self.name = name
         self.log_path = Path(TEST_ENV["DATA_DIR"]) / f"{name}.log"
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        # An earlier process of the same name wrote to this file too: its " ready." line
+        # must not pass for this one's.
+        self._log_start = self._log.tell()
         self.process = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=self._log, stderr=subprocess.STDOUT
         )
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """This process' output (the file may begin with an earlier one's)."""
+        with open(self.log_path, "rb") as log:
+            log.seek(self._log_start)
+            return log.read().decode(errors="replace")
 
     def wait_for(self, check, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
