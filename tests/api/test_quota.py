@@ -4,7 +4,6 @@ no overspend under concurrency, rpm shared by replicas, refunds, sync, re-seed, 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
@@ -120,21 +119,19 @@ async def test_failure_before_first_token_is_refunded(client: httpx.AsyncClient,
     assert _counter(user) == 101
 
 
-async def test_sync_and_reseed_after_redis_loss(client: httpx.AsyncClient, make_user) -> None:
+async def test_sync_and_reseed_after_redis_loss(
+    client: httpx.AsyncClient, make_user, celery_worker
+) -> None:
     user = make_user(**_period(used=40))
     for _ in range(2):
         ok = await client.post("/v1/chat/completions", json=_completion(), headers=user.headers)
         assert ok.status_code == 200, ok.text
     assert _counter(user) == 42
 
-    # Through the broker, as beat sends it.
-    celery_app.send_task("workers.maintenance.sync_quotas")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with worker_session() as session:
-            if session.get(User, user.id).quota_used == 42:
-                break
-        time.sleep(0.1)
+    # Through the broker, as beat sends it. Waiting for the whole task, not just for its
+    # update to show: its re-seed step would otherwise race the flush below.
+    task_id = celery_app.send_task("workers.maintenance.sync_quotas").id
+    celery_worker.wait_for(lambda: f"[{task_id}] succeeded" in celery_worker.log_text(), 20)
     with worker_session() as session:
         assert session.get(User, user.id).quota_used == 42
 
