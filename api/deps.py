@@ -27,7 +27,9 @@ async def get_session() -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_redis() -> aioredis.Redis:
+# Async although it awaits nothing: FastAPI runs a plain `def` dependency in its thread
+# pool, a thread hand-off on every request.
+async def get_redis() -> aioredis.Redis:
     return redis_client()
 
 

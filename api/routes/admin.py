@@ -14,7 +14,7 @@ from core.errors import Forbidden, NotFound
 from models import User
 
 
-def require_superuser(user: CurrentUser) -> User:
+async def require_superuser(user: CurrentUser) -> User:
     if not user.is_superuser:
         raise Forbidden("This needs a superuser.")
     return user
