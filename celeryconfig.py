@@ -35,7 +35,12 @@ task_routes = {
 
 # Long I/O tasks: a worker takes only what it can start now.
 worker_prefetch_multiplier = 1
-worker_send_task_events = True
+# Per-task events (what Flower's task list shows) are sent only by workers started
+# with `--task-events`: the default/maintenance worker is; the chat worker is not,
+# because publishing received/started/succeeded events from the worker in the middle
+# of a generation's start cost ~3 ms of time to first token (README, "Benchmark").
+# Every worker still sends its heartbeats, so Flower lists it and its queues.
+worker_send_task_events = False
 task_send_sent_event = True
 worker_hijack_root_logger = False
 

@@ -7,8 +7,8 @@ Redis transport stores (base64 JSON body, anonymous exchange with the queue as
 routing key, a delivery tag for its ack emulation), then LPUSHed by the async
 client onto the queue's list, which the workers BRPOP: they consume it like any
 message of `send_task`. Only the default priority is used, so the list is named
-after the queue. No `task-sent` event is published; Flower still sees the
-worker's received/started/succeeded events. The API never imports `workers/`.
+after the queue. No `task-sent` event is published (and chat workers send no
+task events at all, see celeryconfig.py). The API never imports `workers/`.
 """
 
 from __future__ import annotations

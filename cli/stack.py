@@ -65,8 +65,11 @@ def api_command(host: str, port: int) -> list[str]:
     ]
 
 
-def worker_command(queues: str, concurrency: int, hostname: str, loglevel: str) -> list[str]:
-    """A Celery worker on the thread pool (I/O-bound tasks), as every starter runs it."""
+def worker_command(
+    queues: str, concurrency: int, hostname: str, loglevel: str, *, task_events: bool = False
+) -> list[str]:
+    """A Celery worker on the thread pool (I/O-bound tasks), as every starter runs it;
+    `task_events` for Flower's task list (celeryconfig.py says why chat has none)."""
     return [
         sys.executable,
         "-m",
@@ -79,6 +82,7 @@ def worker_command(queues: str, concurrency: int, hostname: str, loglevel: str) 
         f"--concurrency={concurrency}",
         f"--hostname={hostname}",
         f"--loglevel={loglevel}",
+        *(["--task-events"] if task_events else []),
     ]
 
 
@@ -94,7 +98,10 @@ def child_commands(settings: Settings) -> list[Child]:
             "chat",
             worker_command("chat", settings.worker_concurrency, "chat@%h", "INFO"),
         ),
-        Child("default", worker_command("default,maintenance", 8, "default@%h", "INFO")),
+        Child(
+            "default",
+            worker_command("default,maintenance", 8, "default@%h", "INFO", task_events=True),
+        ),
         Child("beat", [*celery, "beat", f"--schedule={schedule}", "--loglevel=INFO"]),
         Child(
             "flower",
