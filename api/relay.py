@@ -22,15 +22,16 @@ import orjson
 from sqlalchemy import select
 
 from api.stream_hub import IDLE, Subscription, stream_hub
+from core.config import settings
 from core.db import async_session_factory
 from core.redis import redis_client
 from core.streams import (
     ERROR,
-    PING_SECONDS,
     TERMINAL_EVENTS,
     TERMINAL_SCRIPT,
     WORKER_ALIVE_SCRIPT,
     WORKER_ALIVE_TTL_SECONDS,
+    claim_key,
     decode,
     heartbeat_key,
     stream_key,
@@ -74,6 +75,10 @@ async def _worker_alive(generation_id: str) -> bool:
 async def _worker_lost(generation_id: str) -> bool:
     if await _worker_alive(generation_id):
         return False
+    # A stateless completion is claimed in Redis, with its heartbeat in the same step,
+    # and may have no row yet: claimed with no live worker is lost.
+    if await redis_client().exists(claim_key(generation_id)):
+        return True
     async with async_session_factory()() as session:
         status = await session.scalar(
             select(Generation.status).where(Generation.id == uuid.UUID(generation_id))
@@ -122,7 +127,7 @@ async def relay_events(
                 await redis_client().eval(TERMINAL_SCRIPT, len(keys), *keys, *args)
                 idle_since = now
                 continue
-            if now - last_output >= PING_SECONDS:
+            if now - last_output >= settings.sse_ping_seconds:
                 last_output = now
                 yield PING
     finally:

@@ -185,6 +185,9 @@ class Settings(BaseSettings):
     worker_concurrency: int = 100
     # Upper bound of one generation; the broker's visibility timeout sits above it.
     generation_timeout_seconds: int = 600
+    # A stream with nothing to send gets an SSE comment (`: ping`) this often, so
+    # proxies and load balancers do not close it while the provider is thinking.
+    sse_ping_seconds: float = Field(default=15.0, gt=0)
     # Admission control: generations streaming at once in the chat pool (unset: the one
     # chat worker's WORKER_CONCURRENCY; set it to the sum over chat workers) and per user.
     # Past either, a new generation is refused at once instead of queueing behind busy threads.

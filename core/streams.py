@@ -8,8 +8,9 @@ delta may also carry `tool_calls`, fragments in OpenAI's `delta.tool_calls`
 shape, and its `done` carries `finish_reason` and, if any, whole `tool_calls`.
 Exactly one terminal event is ever appended: a Lua script guards it, so a relay
 declaring a dead worker and a worker finishing late cannot both end the stream.
-Side keys: `gen:{id}:cancel` (the cancel flag) and `gen:{id}:hb` (the id of the
-worker process running it). Whether that worker lives is `worker:{id}:alive`,
+Side keys: `gen:{id}:cancel` (the cancel flag), `gen:{id}:hb` (the id of the
+worker process running it) and, for a stateless completion, `gen:{id}:claim`
+(which delivery of its task runs it). Whether that worker lives is `worker:{id}:alive`,
 which a small companion process keeps fresh (workers/liveness.py): a worker
 whose threads queue for the GIL is slow, not dead, and must not look dead.
 """
@@ -37,7 +38,6 @@ FINISHED_STREAM_TTL_SECONDS = 3600
 # Coalescing: one XADD per interval at most (first token goes out at once).
 DELTA_FLUSH_SECONDS = 0.05
 DELTA_FLUSH_CHARS = 2048
-PING_SECONDS = 15.0
 CANCEL_FLAG_TTL_SECONDS = 3600
 
 
@@ -53,6 +53,10 @@ def heartbeat_key(generation_id: str) -> str:
     return f"gen:{generation_id}:hb"
 
 
+def claim_key(generation_id: str) -> str:
+    return f"gen:{generation_id}:claim"
+
+
 def worker_alive_key(worker_id: str) -> str:
     return f"worker:{worker_id}:alive"
 
@@ -63,6 +67,19 @@ WORKER_ALIVE_SCRIPT = """
 local worker = redis.call('GET', KEYS[1])
 if not worker then return 0 end
 return redis.call('EXISTS', 'worker:' .. worker .. ':alive')
+"""
+
+
+# KEYS: claim key, heartbeat key. ARGV: user id, worker id, claim ttl, heartbeat ttl.
+# Takes a stateless completion for one delivery of its task (the claim holds the user
+# id, for a sweep that finds it lost before its row was stored) and names the worker
+# in its heartbeat key in the same step, so a claimed generation always has one.
+CLAIM_SCRIPT = """
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[3]) then
+  redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[4])
+  return 1
+end
+return 0
 """
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,9 +47,11 @@ def text_of(events: list[Event]) -> str:
     return "".join(e.data["content"] for e in events if e.event == "delta")
 
 
-async def stream_chat(
+@asynccontextmanager
+async def open_chat_stream(
     client: httpx.AsyncClient, user, conversation_id: str, content: str, **body: Any
-) -> list[Event]:
+) -> AsyncIterator[httpx.Response]:
+    """A message posted to the conversation's SSE route: the open event stream."""
     async with client.stream(
         "POST",
         f"/v1/conversations/{conversation_id}/chat/stream",
@@ -58,6 +61,13 @@ async def stream_chat(
         assert response.status_code == 200, await response.aread()
         assert response.headers["content-type"].startswith("text/event-stream")
         assert response.headers["x-accel-buffering"] == "no"
+        yield response
+
+
+async def stream_chat(
+    client: httpx.AsyncClient, user, conversation_id: str, content: str, **body: Any
+) -> list[Event]:
+    async with open_chat_stream(client, user, conversation_id, content, **body) as response:
         return await read_events(response)
 
 

@@ -11,7 +11,7 @@ import pytest
 from core.admission import POOL_KEY, user_key
 from core.redis import sync_redis
 from tests.conftest import start_api
-from tests.sse import new_conversation, read_events
+from tests.sse import new_conversation, open_chat_stream, read_events
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 
@@ -56,13 +56,9 @@ async def test_refused_past_capacity_and_released_at_the_end(small_api: str, mak
 
             # Another user takes the pool's last slot on the conversation route.
             conversation_id = await new_conversation(client, second)
-            async with client.stream(
-                "POST",
-                f"/v1/conversations/{conversation_id}/chat/stream",
-                json={"content": "[[tag=adm2 tokens=40 delay=0.05]]"},
-                headers=second.headers,
+            async with open_chat_stream(
+                client, second, conversation_id, "[[tag=adm2 tokens=40 delay=0.05]]"
             ) as other:
-                assert other.status_code == 200
                 other_lines = other.aiter_lines()
                 await read_events(other_lines, stop_after=2)
                 assert sync_redis().zcard(POOL_KEY) == 2

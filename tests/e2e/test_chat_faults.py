@@ -7,6 +7,7 @@ import asyncio
 import json
 import signal
 import time
+import uuid
 
 import httpx
 import pytest
@@ -17,7 +18,7 @@ from core.admission import POOL_KEY, user_key
 from core.redis import sync_redis
 from tests.conftest import SLOT, TEST_ENV, start_api, start_worker
 from tests.fakes.openai_protocol import expected_reply
-from tests.sse import new_conversation, read_events, stream_chat, text_of
+from tests.sse import new_conversation, open_chat_stream, read_events, stream_chat, text_of
 
 # Own broker db (per test slot): tasks of this pair never reach the session-wide worker.
 ISOLATED_BROKER_URL = TEST_ENV["BROKER_URL"].rsplit("/", 1)[0] + f"/{7 - SLOT}"
@@ -50,12 +51,7 @@ async def test_worker_killed_mid_stream_ends_client_stream_with_error(
     async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
         conversation_id = await new_conversation(client, user)
         content = "[[tag=killed tokens=1000 delay=0.05]]"
-        async with client.stream(
-            "POST",
-            f"/v1/conversations/{conversation_id}/chat/stream",
-            json={"content": content},
-            headers=user.headers,
-        ) as response:
+        async with open_chat_stream(client, user, conversation_id, content) as response:
             lines = response.aiter_lines()
             head = await read_events(lines, stop_after=3)
             worker.process.send_signal(signal.SIGKILL)
@@ -87,6 +83,86 @@ async def test_worker_killed_mid_stream_ends_client_stream_with_error(
         assert usage.json()["quota_used"] == 1
     assert len([r for r in fake_llm.requests_tagged("killed") if not r["is_title"]]) == 1
     # The sweep gave the dead worker's streaming slot back.
+    assert sync_redis().zscore(POOL_KEY, generation_id) is None
+    assert sync_redis().zcard(user_key(user.id)) == 0
+
+
+async def _read_completion_chunks(lines, chunks: list[dict], until) -> None:
+    async for line in lines:
+        if line.startswith("data: ") and line != "data: [DONE]":
+            chunks.append(json.loads(line[6:]))
+            if until(chunks):
+                return
+
+
+def _completion_text(chunks: list[dict]) -> str:
+    return "".join(
+        c["choices"][0]["delta"].get("content") or "" for c in chunks if c.get("choices")
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stored", [True, False], ids=["after-first-token", "before-first-token"])
+async def test_worker_killed_mid_completion_ends_openai_stream_with_error(
+    isolated_pair, make_user, fake_llm, stored
+):
+    """The stateless path is claimed in Redis and stores its row after the first token:
+    a worker killed on either side of that ends the client's stream, charges once, and
+    the sweep gives its streaming slot back (from the row, or from Redis alone)."""
+    base_url, worker = isolated_pair()
+    user = make_user()
+    tag = f"killed-completion-{stored}"
+    knobs = "tokens=1000 delay=0.05" if stored else "first_delay=30"
+    content = f"[[tag={tag} {knobs}]]"
+    body = {
+        "model": "deepseek-chat",
+        "stream": True,
+        "messages": [{"role": "user", "content": content}],
+    }
+    chunks: list[dict] = []
+    async with httpx.AsyncClient(base_url=base_url, timeout=60) as client:
+        async with client.stream(
+            "POST", "/v1/chat/completions", json=body, headers=user.headers
+        ) as response:
+            assert response.status_code == 200
+            lines = response.aiter_lines()
+            await asyncio.wait_for(_read_completion_chunks(lines, chunks, len), timeout=30)
+            generation_id = str(uuid.UUID(chunks[0]["id"].removeprefix("chatcmpl-")))
+            path = f"/v1/generations/{generation_id}"
+            if stored:
+                for _ in range(100):
+                    if (await client.get(path, headers=user.headers)).status_code == 200:
+                        break
+                    await asyncio.sleep(0.05)
+            else:
+                # Claimed and waiting for the provider's first token.
+                for _ in range(400):
+                    if fake_llm.requests_tagged(tag):
+                        break
+                    await asyncio.sleep(0.05)
+                assert fake_llm.requests_tagged(tag)
+            assert (await client.get(path, headers=user.headers)).status_code == (
+                200 if stored else 404
+            )
+            worker.process.send_signal(signal.SIGKILL)
+            killed_at = time.monotonic()
+            await asyncio.wait_for(
+                _read_completion_chunks(lines, chunks, lambda items: "error" in items[-1]),
+                timeout=30,
+            )
+        assert time.monotonic() - killed_at < 20
+        assert chunks[-1]["error"]["code"] == "worker_lost"
+        assert expected_reply(content).startswith(_completion_text(chunks))
+        assert bool(_completion_text(chunks)) == stored
+
+        from workers.tasks.maintenance import sweep_generations
+
+        assert sweep_generations() == 1
+        status = await client.get(path, headers=user.headers)
+        assert status.json()["status"] == "failed" if stored else status.status_code == 404
+        usage = await client.get("/v1/developer/usage/current", headers=user.headers)
+        assert usage.json()["quota_used"] == 1
+    assert len(fake_llm.requests_tagged(tag)) == 1
     assert sync_redis().zscore(POOL_KEY, generation_id) is None
     assert sync_redis().zcard(user_key(user.id)) == 0
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import httpx
 import pytest
 
 from tests.fakes.openai_protocol import expected_reply
-from tests.sse import new_conversation, read_events, stream_chat, text_of
+from tests.sse import new_conversation, open_chat_stream, read_events, stream_chat, text_of
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 
@@ -109,12 +111,7 @@ async def test_cancel_mid_stream_keeps_partial_reply(client, make_user):
     user = make_user()
     conversation_id = await new_conversation(client, user)
     content = "[[tag=cancel tokens=400 delay=0.02]]"
-    async with client.stream(
-        "POST",
-        f"/v1/conversations/{conversation_id}/chat/stream",
-        json={"content": content},
-        headers=user.headers,
-    ) as response:
+    async with open_chat_stream(client, user, conversation_id, content) as response:
         lines = response.aiter_lines()
         head = await read_events(lines, stop_after=3)
         generation_id = head[0].data["generation_id"]
@@ -189,6 +186,77 @@ async def test_non_streaming_chat_and_redelivery_never_calls_provider_twice(
     assert len([r for r in fake_llm.requests_tagged("once") if not r["is_title"]]) == 1
     detail = (await client.get(f"/v1/conversations/{conversation_id}", headers=user.headers)).json()
     assert len([m for m in detail["messages"] if m["role"] == "assistant"]) == 1
+
+
+async def test_silent_stream_gets_keep_alive_comments(service_env, make_user, fake_llm):
+    """While the provider thinks, SSE comments keep proxies from closing the stream."""
+    from tests.conftest import start_api
+
+    api, base_url = start_api({**service_env, "SSE_PING_SECONDS": "1"})
+    try:
+        user = make_user()
+        content = "[[tag=ping first_delay=5 tokens=3]]"
+        async with httpx.AsyncClient(base_url=base_url, timeout=30) as client:
+            conversation_id = await new_conversation(client, user)
+            lines: list[str] = []
+            async with open_chat_stream(client, user, conversation_id, content) as response:
+                async for line in response.aiter_lines():
+                    lines.append(line)
+                    if line.startswith("event: done"):
+                        break
+        first_delta = lines.index("event: delta")
+        assert lines[:first_delta].count(": ping") >= 2, lines[:first_delta]
+        assert "".join(
+            json.loads(line[6:])["content"]
+            for previous, line in zip(lines, lines[1:], strict=False)
+            if previous == "event: delta"
+        ) == expected_reply(content)
+    finally:
+        api.stop()
+
+
+async def test_completion_redelivery_never_calls_provider_twice(
+    client, make_user, fake_llm, celery_worker
+):
+    """A stateless completion is claimed in Redis, not PostgreSQL: a second delivery of
+    its task (as the broker makes after a lost acknowledgement) must stop at the claim."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from core.celery_app import celery_app
+
+    user = make_user()
+    content = "[[tag=once-completion tokens=6]]"
+    answer = await client.post(
+        "/v1/chat/completions",
+        json={"model": "deepseek-chat", "messages": [{"role": "user", "content": content}]},
+        headers=user.headers,
+    )
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["choices"][0]["message"]["content"] == expected_reply(content)
+    generation_id = str(uuid.UUID(answer.json()["id"].removeprefix("chatcmpl-")))
+
+    spec = {
+        "user_id": str(user.id),
+        "api_key_id": None,
+        "kind": "completion",
+        "provider": "deepseek",
+        "model": "deepseek-chat",
+        "request": {"messages": [{"role": "user", "content": content}]},
+        "queued_at": datetime.now(UTC).isoformat(),
+    }
+    task_id = f"redeliver-{generation_id}"
+    celery_app.send_task("workers.chat.generate", args=(generation_id, spec), task_id=task_id)
+    for _ in range(100):
+        if f"{task_id}] succeeded" in celery_worker.log_text():
+            break
+        await asyncio.sleep(0.1)
+    assert f"{task_id}] succeeded" in celery_worker.log_text()
+    assert len(fake_llm.requests_tagged("once-completion")) == 1
+    status = await client.get(f"/v1/generations/{generation_id}", headers=user.headers)
+    assert status.json()["status"] == "done"
+    history = await client.get("/v1/developer/usage/current", headers=user.headers)
+    assert history.json()["quota_used"] == 1
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,8 @@
 Delivery choice: `acks_late=True` with `reject_on_worker_lost=True`. A task is
 acknowledged only after it ran, so a worker lost between receiving and
 claiming it does not lose the chat; a redelivered task is harmless because the
-claim is an atomic `UPDATE ... WHERE status = 'queued'`: only one delivery ever
+claim is atomic (a conversation turn's `UPDATE ... WHERE status = 'queued'` in
+PostgreSQL, a stateless completion's `SET NX` in Redis): only one delivery ever
 reaches the provider, and any later one finds the generation claimed and stops.
 A worker lost after the claim is detected through its heartbeat key, which
 names a worker process whose alive key is gone (relay, sweep), and is not
@@ -17,6 +18,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +27,6 @@ from celery.utils.log import get_task_logger
 from redis import Redis
 from redis.client import Pipeline
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from core.admission import release_in, release_sync
@@ -48,6 +49,7 @@ from core.quota import refund_generation
 from core.redis import sync_redis
 from core.streams import (
     CANCELLED,
+    CLAIM_SCRIPT,
     DELTA,
     DELTA_FLUSH_CHARS,
     DELTA_FLUSH_SECONDS,
@@ -56,6 +58,7 @@ from core.streams import (
     TERMINAL_SCRIPT,
     WORKER_ALIVE_TTL_SECONDS,
     cancel_key,
+    claim_key,
     encode,
     heartbeat_key,
     stream_key,
@@ -73,6 +76,7 @@ log = get_task_logger(__name__)
 # Where `python -m workers.liveness` resolves.
 ROOT = Path(__file__).resolve().parents[2]
 NEVER_STARTED = ("worker_lost", "No worker started this generation in time; try again.")
+DISCARDED = {"code": "not_found", "message": "The account or API key of this completion is gone."}
 
 
 class WorkerLiveness:
@@ -107,20 +111,35 @@ class WorkerLiveness:
         no delivery did (a redelivery that loses the claim must leave the running one's
         key alone); once claimed, always. Whether the key now names this process."""
         self._ensure_companion()
-        # Outlives any generation, so a key nobody deleted still goes away.
-        ttl = settings.generation_timeout_seconds + 60
         key = heartbeat_key(generation_id)
-        return bool(sync_redis().set(key, self.worker_id, ex=ttl, nx=not claimed))
+        return bool(sync_redis().set(key, self.worker_id, ex=_HEARTBEAT_TTL, nx=not claimed))
+
+    def claim(self, generation_id: str, user_id: uuid.UUID) -> bool:
+        """Take a stateless completion for this delivery and name this process in its
+        heartbeat key, in one round trip (core/streams.py CLAIM_SCRIPT)."""
+        self._ensure_companion()
+        keys = (claim_key(generation_id), heartbeat_key(generation_id))
+        args = (str(user_id), self.worker_id, _CLAIM_TTL, _HEARTBEAT_TTL)
+        return bool(sync_redis().eval(CLAIM_SCRIPT, 2, *keys, *args))
 
     def remove(self, generation_id: str) -> None:
         sync_redis().delete(heartbeat_key(generation_id))
 
+
+# Outlives any generation, so a heartbeat key nobody deleted still goes away.
+_HEARTBEAT_TTL = settings.generation_timeout_seconds + 60
+# Outlives the broker's redelivery of an unacknowledged task, which it must stop.
+_CLAIM_TTL = celery_app.conf.broker_transport_options["visibility_timeout"] + 60
 
 liveness = WorkerLiveness()
 
 
 class Cancelled(Exception):
     pass
+
+
+class Discarded(Exception):
+    """A stateless completion whose user or API key was deleted while it ran."""
 
 
 @dataclass
@@ -166,46 +185,50 @@ def claim(generation_id: uuid.UUID) -> Generation | None:
         ).one_or_none()
 
 
-def claim_new(generation_id: uuid.UUID, spec: dict) -> Generation | None:
-    """Insert and take a stateless completion, which the API starts without PostgreSQL:
-    its row is made here from the task message, `running` at once. A redelivered task
-    finds the row and stops, as `claim` does. One that waited past the generation
-    timeout (no worker for that long) is stored failed, never run late."""
-    queued_at = datetime.fromisoformat(spec["queued_at"])
-    stale = queued_at < _now() - timedelta(seconds=settings.generation_timeout_seconds)
-    row = {
-        "id": generation_id,
-        "user_id": uuid.UUID(spec["user_id"]),
-        "api_key_id": uuid.UUID(spec["api_key_id"]) if spec["api_key_id"] else None,
-        "kind": spec["kind"],
-        "provider": spec["provider"],
-        "model": spec["model"],
-        "request": spec["request"],
-        "queued_at": queued_at,
-        "attempts": 1,
-    }
-    if stale:
-        row.update(status="failed", finished_at=_now(), error_code=NEVER_STARTED[0])
-        row["error"] = NEVER_STARTED[1]
-    else:
-        row.update(status="running", started_at=_now())
+def claim_completion(generation_id: uuid.UUID, spec: dict) -> Generation | None:
+    """Take a stateless completion, which the API starts without PostgreSQL: claimed in
+    Redis, so no transaction stands before its first token; its row, built here from
+    the task message, is stored by `store_completion` once that token is out. A
+    redelivered task finds the claim and stops, as `claim` does. One that waited past
+    the generation timeout (no worker for that long) is stored failed, never run late."""
+    gen_id, user_id = str(generation_id), uuid.UUID(spec["user_id"])
+    if not liveness.claim(gen_id, user_id):
+        return None
+    generation = Generation(
+        id=generation_id,
+        user_id=user_id,
+        api_key_id=uuid.UUID(spec["api_key_id"]) if spec["api_key_id"] else None,
+        kind=spec["kind"],
+        provider=spec["provider"],
+        model=spec["model"],
+        request=spec["request"],
+        queued_at=datetime.fromisoformat(spec["queued_at"]),
+        attempts=1,
+        status="running",
+        started_at=_now(),
+    )
+    if generation.queued_at >= _now() - timedelta(seconds=settings.generation_timeout_seconds):
+        return generation
+    generation.status, generation.finished_at = "failed", _now()
+    generation.error_code, generation.error = NEVER_STARTED
+    data = {"code": NEVER_STARTED[0], "message": NEVER_STARTED[1]}
+    try:
+        store_completion(generation)
+    except Discarded:
+        data = DISCARDED
+    publish_terminal(gen_id, ERROR, data, generation.user_id)
+    liveness.remove(gen_id)
+    return None
+
+
+def store_completion(generation: Generation) -> None:
+    """Insert a claimed stateless completion's row; raises Discarded when its user or key
+    is gone (the foreign keys cascade from them)."""
     try:
         with worker_session() as session:
-            generation = session.scalars(
-                insert(Generation)
-                .values(**row)
-                .on_conflict_do_nothing(index_elements=[Generation.id])
-                .returning(Generation)
-            ).one_or_none()
-    except IntegrityError:
-        # The user or the key was deleted while the task waited.
-        generation = None
-    else:
-        if generation is None or generation.status == "running":
-            return generation
-    data = {"code": NEVER_STARTED[0], "message": NEVER_STARTED[1]}
-    publish_terminal(str(generation_id), ERROR, data, row["user_id"])
-    return None
+            session.add(generation)
+    except IntegrityError as exc:
+        raise Discarded from exc
 
 
 def build_call(generation: Generation) -> ProviderCall:
@@ -264,8 +287,13 @@ def build_call(generation: Generation) -> ProviderCall:
     )
 
 
-def stream_reply(generation: Generation, call: ProviderCall) -> Outcome:
+def stream_reply(
+    generation: Generation,
+    call: ProviderCall,
+    after_first_token: Callable[[], None] | None = None,
+) -> Outcome:
     """Stream the provider's reply into `gen:{id}`, coalescing deltas; raises Cancelled.
+    `after_first_token` runs once the first token is written, off its path to the client.
 
     Text and tool-call fragments are never pending together (a switch flushes), so
     the stream keeps the provider's order."""
@@ -325,6 +353,8 @@ def stream_reply(generation: Generation, call: ProviderCall) -> Outcome:
             if first_token_at is None:
                 first_token_at = _now()
                 flush()
+                if after_first_token is not None:
+                    after_first_token()
             elif (
                 time.monotonic() - last_flush >= DELTA_FLUSH_SECONDS
                 or sum(map(len, pending)) >= DELTA_FLUSH_CHARS
@@ -434,27 +464,43 @@ def finish(
     name="workers.chat.generate", acks_late=True, reject_on_worker_lost=True, ignore_result=True
 )
 def generate(generation_id: str, spec: dict | None = None) -> None:
-    """`spec`: a stateless completion's row (see `claim_new`); None for a conversation's."""
-    # Before the claim: a relay must never see a running generation without a heartbeat.
-    named = liveness.add(generation_id)
+    """`spec`: a stateless completion's row (see `claim_completion`); None for a conversation's."""
     if spec is None:
+        # Before the claim: a relay must never see a running generation without a heartbeat.
+        named = liveness.add(generation_id)
         generation = claim(uuid.UUID(generation_id))
-    else:
-        generation = claim_new(uuid.UUID(generation_id), spec)
-    if generation is None:
-        # Another delivery may be running it: leave its heartbeat key alone.
-        if named:
+        if generation is not None and not named:
+            # A delivery lost before its claim left its key, naming a dead worker.
+            liveness.add(generation_id, claimed=True)
+        elif generation is None and named:
+            # Another delivery may be running it: leave its heartbeat key alone.
             liveness.remove(generation_id)
+    else:
+        generation = claim_completion(uuid.UUID(generation_id), spec)
+    if generation is None:
         log.info("generation already claimed or ended", extra={"generation_id": generation_id})
         return
-    if not named:
-        # A delivery lost before its claim left its key, naming a dead worker.
-        liveness.add(generation_id, claimed=True)
+    # A stateless completion's row waits for its first token, or for its end if none comes.
+    unstored = [generation] if spec is not None else []
+
+    def store() -> None:
+        if unstored:
+            store_completion(unstored.pop())
+
+    def end(
+        status: str,
+        outcome: Outcome,
+        call: ProviderCall | None,
+        error: tuple[str, str] | None = None,
+    ) -> dict | None:
+        store()
+        return finish(generation, status, outcome, call, error)
+
     call: ProviderCall | None = None
     try:
         call = build_call(generation)
-        outcome = stream_reply(generation, call)
-        data = finish(generation, "done", outcome, call)
+        outcome = stream_reply(generation, call, store)
+        data = end("done", outcome, call)
         if data is not None:
             publish_terminal(generation_id, DONE, data, generation.user_id)
             if generation.conversation_id is not None:
@@ -462,14 +508,16 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
                     "workers.titles.generate", args=(str(generation.conversation_id),)
                 )
     except Cancelled as exc:
-        data = finish(generation, "cancelled", exc.partial, call)  # type: ignore[attr-defined]
+        data = end("cancelled", exc.partial, call)  # type: ignore[attr-defined]
         if data is not None:
             publish_terminal(generation_id, CANCELLED, data, generation.user_id)
+    except Discarded:
+        publish_terminal(generation_id, ERROR, DISCARDED, generation.user_id)
     except (ProviderError, AppError) as exc:
         partial = getattr(exc, "partial", Outcome("", Usage(), None))
         message = exc.message if isinstance(exc, ProviderError) else exc.detail
         log.warning("generation failed", extra={"generation_id": generation_id, "error": message})
-        data = finish(generation, "failed", partial, call, ("upstream_error", message))
+        data = end("failed", partial, call, ("upstream_error", message))
         if data is not None:
             # Refunded before the client hears of the failure, so its next call sees the count.
             if not partial.produced:
@@ -478,7 +526,7 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
     except Exception:
         log.exception("generation crashed", extra={"generation_id": generation_id})
         error = ("internal_error", "The generation failed unexpectedly.")
-        data = finish(generation, "failed", Outcome("", Usage(), None), None, error)
+        data = end("failed", Outcome("", Usage(), None), None, error)
         if data is not None:
             refund_generation(generation.user_id, generation.api_key_id, generation.id)
             publish_terminal(generation_id, ERROR, data, generation.user_id)

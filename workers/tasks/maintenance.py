@@ -3,7 +3,10 @@
 A running generation whose worker process is not alive (killed, OOM) is lost; a
 queued one older than the generation timeout was never picked up. Both are
 marked failed, the reply streamed so far is kept as a failed message, and the
-stream gets its terminal `error` event (unless a relay already added it).
+stream gets its terminal `error` event (unless a relay already added it). A
+stateless completion whose worker died before storing its row is known only to
+Redis (its claim and its streaming slot): it gets the same terminal event, which
+gives its slot back.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 from celery.utils.log import get_task_logger
+from redis import Redis
 from sqlalchemy import or_, select
 
+from core.admission import POOL_KEY
 from core.celery_app import celery_app
 from core.config import settings
 from core.db import worker_session
@@ -23,6 +28,7 @@ from core.streams import (
     ERROR,
     WORKER_ALIVE_SCRIPT,
     WORKER_ALIVE_TTL_SECONDS,
+    claim_key,
     decode,
     heartbeat_key,
     stream_key,
@@ -42,6 +48,21 @@ def _streamed_text(generation_id: str) -> str:
         for event, data in (decode(fields) for _, fields in entries)
         if event == DELTA
     )
+
+
+def _unstored_lost(redis: Redis) -> list[tuple[str, uuid.UUID]]:
+    """Slot holders claimed as stateless completions whose worker is not alive."""
+    holders = redis.zrange(POOL_KEY, 0, -1)
+    pipe = redis.pipeline(transaction=False)
+    for gen_id in holders:
+        pipe.get(claim_key(gen_id))
+        pipe.eval(WORKER_ALIVE_SCRIPT, 1, heartbeat_key(gen_id))
+    answers = pipe.execute()
+    return [
+        (gen_id, uuid.UUID(user_id))
+        for gen_id, user_id, alive in zip(holders, answers[::2], answers[1::2], strict=True)
+        if user_id is not None and not alive
+    ]
 
 
 @celery_app.task(name="workers.maintenance.sweep_generations", ignore_result=True)
@@ -86,6 +107,8 @@ def sweep_generations() -> int:
             generation.error_code, generation.error = WORKER_LOST
             generation.finished_at = now
             ended.append((gen_id, generation.user_id))
+    swept = {gen_id for gen_id, _ in ended}
+    ended += [lost for lost in _unstored_lost(redis) if lost[0] not in swept]
     for gen_id, user_id in ended:
         # Releases the dead worker's streaming slot too (a relay may have ended the stream).
         publish_terminal(
