@@ -4,8 +4,8 @@ concurrent stream, chunked bodies read as they come, nothing else.
 httpx spent more CPU than the API it measured once streams ran in the hundreds
 (a flood of 1,200 cost the bench ~7 s of CPU against the API's ~2.5 s), and
 on two shared cores every cycle the client spends is taken from the system under
-test and shows up as its latency. This is all a bench stream needs: POST a JSON
-body, read the status, headers and body pieces.
+test and shows up as its latency. This is all the bench needs: GET, or POST a
+JSON body, then read the status, headers and body pieces.
 """
 
 from __future__ import annotations
@@ -69,13 +69,22 @@ class Connection:
 
     async def post(self, url: str, body: dict, headers: dict[str, str]) -> Response:
         """POST `body` as JSON; the response's body must be read before the next request."""
-        parts = urlsplit(url)
         payload = orjson.dumps(body)
+        json_headers = {"Content-Type": "application/json", **headers}
+        return await self._request("POST", url, json_headers, payload)
+
+    async def get(self, url: str, headers: dict[str, str]) -> Response:
+        """GET `url`; the response's body must be read before the next request."""
+        return await self._request("GET", url, headers, b"")
+
+    async def _request(
+        self, method: str, url: str, headers: dict[str, str], payload: bytes
+    ) -> Response:
+        parts = urlsplit(url)
         head = [
-            f"POST {parts.path} HTTP/1.1",
+            f"{method} {parts.path} HTTP/1.1",
             f"Host: {parts.netloc}",
-            "Content-Type: application/json",
-            f"Content-Length: {len(payload)}",
+            *([f"Content-Length: {len(payload)}"] if payload else []),
             *(f"{k}: {v}" for k, v in headers.items()),
         ]
         for attempt in (1, 2):
