@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 
 import httpx
 import pytest
@@ -220,7 +221,6 @@ async def test_completion_redelivery_never_calls_provider_twice(
 ):
     """A stateless completion is claimed in Redis, not PostgreSQL: a second delivery of
     its task (as the broker makes after a lost acknowledgement) must stop at the claim."""
-    import uuid
     from datetime import UTC, datetime
 
     from core.celery_app import celery_app
@@ -257,6 +257,54 @@ async def test_completion_redelivery_never_calls_provider_twice(
     assert status.json()["status"] == "done"
     history = await client.get("/v1/developer/usage/current", headers=user.headers)
     assert history.json()["quota_used"] == 1
+
+
+async def test_turn_whose_request_cannot_be_built_ends_failed(make_user, fake_llm, celery_worker):
+    """A queued turn whose model config was deleted before a worker took it: the request is
+    built inside the claim's transaction, yet the claim stands, so the failure is stored
+    with its reason and the stream gets its `error` event; no provider is called."""
+    from datetime import UTC, datetime
+
+    from core.celery_app import celery_app
+    from core.db import worker_session
+    from core.redis import sync_redis
+    from core.streams import decode, stream_key
+    from models import Conversation, Generation, Message
+
+    user = make_user()
+    generation_id = uuid.uuid4()
+    with worker_session() as session:
+        conversation = Conversation(user_id=user.id)
+        session.add(conversation)
+        session.flush()
+        message = Message(conversation_id=conversation.id, role="user", content="[[tag=nobuild]]")
+        session.add(message)
+        session.flush()
+        session.add(
+            Generation(
+                id=generation_id,
+                conversation_id=conversation.id,
+                user_id=user.id,
+                user_message_id=message.id,
+                provider="custom",
+                model="gone-model",
+                model_config_id=None,
+                queued_at=datetime.now(UTC),
+            )
+        )
+    task_id = f"nobuild-{generation_id}"
+    celery_app.send_task("workers.chat.generate", args=(str(generation_id),), task_id=task_id)
+    celery_worker.wait_for(lambda: f"[{task_id}] succeeded" in celery_worker.log_text(), 20)
+
+    events = [decode(fields) for _, fields in sync_redis().xrange(stream_key(str(generation_id)))]
+    assert events == [
+        ("error", {"code": "upstream_error", "message": "The model config was deleted."})
+    ]
+    with worker_session() as session:
+        stored = session.get(Generation, generation_id)
+        assert (stored.status, stored.error_code) == ("failed", "upstream_error")
+        assert stored.attempts == 1 and stored.started_at is not None
+    assert fake_llm.requests_tagged("nobuild") == []
 
 
 @pytest.mark.parametrize(

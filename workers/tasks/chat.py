@@ -28,6 +28,7 @@ from redis import Redis
 from redis.client import Pipeline
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from core.admission import release_in, release_sync
 from core.celery_app import celery_app
@@ -174,15 +175,24 @@ def publish_terminal(
     pipe.execute()
 
 
-def claim(generation_id: uuid.UUID) -> Generation | None:
-    """Take a queued conversation generation, whose row the API wrote."""
+def claim(generation_id: uuid.UUID) -> tuple[Generation, ProviderCall | Exception] | None:
+    """Take a queued conversation generation, whose row the API wrote, and build its
+    provider request in the same transaction: one commit before the provider is called.
+    A request that cannot be built (its model config deleted, ...) comes back as the
+    error, for the caller to raise once the claim is committed and it can be stored."""
     with worker_session() as session:
-        return session.scalars(
+        generation = session.scalars(
             update(Generation)
             .where(Generation.id == generation_id, Generation.status == "queued")
             .values(status="running", started_at=_now(), attempts=Generation.attempts + 1)
             .returning(Generation)
         ).one_or_none()
+        if generation is None:
+            return None
+        try:
+            return generation, build_call(session, generation)
+        except Exception as exc:  # noqa: BLE001 - raised by `generate`, where it is handled
+            return generation, exc
 
 
 def claim_completion(generation_id: uuid.UUID, spec: dict) -> Generation | None:
@@ -231,49 +241,52 @@ def store_completion(generation: Generation) -> None:
         raise Discarded from exc
 
 
-def build_call(generation: Generation) -> ProviderCall:
+def build_call(session: Session, generation: Generation) -> ProviderCall:
     """The provider request: trimmed history for a conversation, or the stored request."""
-    with worker_session() as session:
-        params = dict(generation.request or {})
-        if generation.conversation_id is not None:
-            conversation = session.get(Conversation, generation.conversation_id)
-            ai_config = session.get(UserAIConfig, generation.user_id)
-            if conversation is None:
-                raise ProviderError("The conversation was deleted.")
-            rows = session.scalars(
-                select(Message)
-                .where(
-                    Message.conversation_id == conversation.id,
-                    Message.id <= (generation.user_message_id or 0),
-                    Message.status.in_(("complete", "partial", "cancelled")),
-                )
-                .order_by(Message.id)
-            ).all()
-            history = [{"role": m.role, "content": m.content} for m in rows if m.content]
-            system_prompt = conversation.system_prompt or (ai_config and ai_config.system_prompt)
-            messages = trim_history(
-                system_prompt, history, context_window(generation.model, generation.provider)
+    params = dict(generation.request or {})
+    if generation.conversation_id is not None:
+        found = session.execute(
+            select(Conversation, UserAIConfig)
+            .outerjoin(UserAIConfig, UserAIConfig.user_id == generation.user_id)
+            .where(Conversation.id == generation.conversation_id)
+        ).one_or_none()
+        if found is None:
+            raise ProviderError("The conversation was deleted.")
+        conversation, ai_config = found
+        rows = session.scalars(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation.id,
+                Message.id <= (generation.user_message_id or 0),
+                Message.status.in_(("complete", "partial", "cancelled")),
             )
-            if ai_config and ai_config.temperature is not None:
-                params.setdefault("temperature", ai_config.temperature)
-        else:
-            messages = params.pop("messages")
-        if generation.provider == CUSTOM_PROVIDER:
-            config = session.get(ModelConfig, generation.model_config_id)
-            if config is None:
-                raise ProviderError("The model config was deleted.")
-            # Decrypted only here, at call time, and never logged.
-            base_url, api_key, user_endpoint = (
-                config.base_url,
-                decrypt_secret(config.api_key_encrypted),
-                True,
-            )
-        elif generation.provider == PLUGIN_PROVIDER:
-            base_url, api_key = chat_endpoint(session, generation.user_id)
-            user_endpoint = False
-        else:
-            base_url, api_key = platform_endpoint(generation.provider)
-            user_endpoint = False
+            .order_by(Message.id)
+        ).all()
+        history = [{"role": m.role, "content": m.content} for m in rows if m.content]
+        system_prompt = conversation.system_prompt or (ai_config and ai_config.system_prompt)
+        messages = trim_history(
+            system_prompt, history, context_window(generation.model, generation.provider)
+        )
+        if ai_config and ai_config.temperature is not None:
+            params.setdefault("temperature", ai_config.temperature)
+    else:
+        messages = params.pop("messages")
+    if generation.provider == CUSTOM_PROVIDER:
+        config = session.get(ModelConfig, generation.model_config_id)
+        if config is None:
+            raise ProviderError("The model config was deleted.")
+        # Decrypted only here, at call time, and never logged.
+        base_url, api_key, user_endpoint = (
+            config.base_url,
+            decrypt_secret(config.api_key_encrypted),
+            True,
+        )
+    elif generation.provider == PLUGIN_PROVIDER:
+        base_url, api_key = chat_endpoint(session, generation.user_id)
+        user_endpoint = False
+    else:
+        base_url, api_key = platform_endpoint(generation.provider)
+        user_endpoint = False
     return ProviderCall(
         base_url=base_url,
         api_key=api_key,
@@ -465,10 +478,13 @@ def finish(
 )
 def generate(generation_id: str, spec: dict | None = None) -> None:
     """`spec`: a stateless completion's row (see `claim_completion`); None for a conversation's."""
+    # A conversation turn's request is built in its claim's transaction.
+    prepared: ProviderCall | Exception | None = None
     if spec is None:
         # Before the claim: a relay must never see a running generation without a heartbeat.
         named = liveness.add(generation_id)
-        generation = claim(uuid.UUID(generation_id))
+        claimed = claim(uuid.UUID(generation_id))
+        generation, prepared = claimed if claimed is not None else (None, None)
         if generation is not None and not named:
             # A delivery lost before its claim left its key, naming a dead worker.
             liveness.add(generation_id, claimed=True)
@@ -498,7 +514,12 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
 
     call: ProviderCall | None = None
     try:
-        call = build_call(generation)
+        if isinstance(prepared, Exception):
+            raise prepared
+        if prepared is None:
+            with worker_session() as session:
+                prepared = build_call(session, generation)
+        call = prepared
         outcome = stream_reply(generation, call, store)
         data = end("done", outcome, call)
         if data is not None:
