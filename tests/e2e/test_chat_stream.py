@@ -111,11 +111,20 @@ async def test_fifty_concurrent_streams_from_fifty_users(client, make_user):
 async def test_cancel_mid_stream_keeps_partial_reply(client, make_user):
     user = make_user()
     conversation_id = await new_conversation(client, user)
+    newer_id = await new_conversation(client, user)
     content = "[[tag=cancel tokens=400 delay=0.02]]"
     async with open_chat_stream(client, user, conversation_id, content) as response:
         lines = response.aiter_lines()
         head = await read_events(lines, stop_after=3)
         generation_id = head[0].data["generation_id"]
+        # Before any reply is stored, the user's message is, and it moved its conversation
+        # ahead of the newer one (newest activity first).
+        listing = (await client.get("/v1/conversations", headers=user.headers)).json()
+        assert [c["id"] for c in listing["items"]] == [conversation_id, newer_id]
+        detail = await client.get(f"/v1/conversations/{conversation_id}", headers=user.headers)
+        assert [(m["id"], m["content"]) for m in detail.json()["messages"]] == [
+            (head[0].data["user_message_id"], content)
+        ]
         answer = await client.post(f"/v1/generations/{generation_id}/cancel", headers=user.headers)
         assert answer.status_code == 202
         tail = await read_events(lines)
