@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 
 import pytest
 import websockets
@@ -126,3 +127,23 @@ def test_history_trimmed_to_context_window_keeps_system_and_newest():
     # The newest message is kept even when it alone is larger than the window.
     huge = [{"role": "user", "content": "y" * 100_000}]
     assert trim_history(None, huge, window=1000) == huge
+
+
+def _title_jobs_received(worker) -> int:
+    return len(re.findall(r"workers\.titles\.generate\[[^\]]+\] received", worker.log_text()))
+
+
+async def test_title_job_queued_only_while_untitled(client, make_user, celery_worker):
+    """Every reply used to queue a title job that mostly found a title and stopped; now
+    only a reply in a conversation without one does."""
+    user = make_user()
+    titled = await new_conversation(client, user)
+    await stream_chat(client, user, titled, "Name this one [[tag=tonce1 tokens=3]]")
+    assert await _title_of(client, user, titled) is not None
+    before = _title_jobs_received(celery_worker)
+    await stream_chat(client, user, titled, "[[tag=tonce2 tokens=3]]")
+    # A control conversation after it: its title job is queued after any of the above.
+    control = await new_conversation(client, user)
+    await stream_chat(client, user, control, "[[tag=tonce3 tokens=3]]")
+    assert await _title_of(client, user, control) is not None
+    assert _title_jobs_received(celery_worker) - before == 1

@@ -396,14 +396,24 @@ def _final_usage(call: ProviderCall | None, outcome: Outcome) -> tuple[int, int,
     return prompt, completion, estimated
 
 
+@dataclass
+class Finished:
+    """What `finish` stored: the terminal event's data, and whether the conversation still
+    has no title (none set by its user, none generated), so a title job is worth queueing."""
+
+    data: dict
+    untitled: bool = False
+
+
 def finish(
     generation: Generation,
     status: str,
     outcome: Outcome,
     call: ProviderCall | None,
     error: tuple[str, str] | None = None,
-) -> dict | None:
-    """Store the reply, usage and final status in one transaction; the terminal event's data."""
+) -> Finished | None:
+    """Store the reply, usage and final status in one transaction; None if another end
+    (the sweep) or a deletion came first."""
     prompt, completion, estimated = _final_usage(call, outcome)
     message_status = {"done": "complete", "failed": "failed", "cancelled": "cancelled"}[status]
     with worker_session() as session:
@@ -414,6 +424,7 @@ def finish(
             # Deleted with its conversation, or already ended by the sweep.
             return None
         message = None
+        untitled = False
         keep_message = generation.conversation_id is not None and (
             status != "failed" or outcome.text
         )
@@ -429,10 +440,15 @@ def finish(
             )
             session.add(message)
             session.flush()
-            session.execute(
-                update(Conversation)
-                .where(Conversation.id == generation.conversation_id)
-                .values(updated_at=_now())
+            untitled = bool(
+                session.scalar(
+                    update(Conversation)
+                    .where(Conversation.id == generation.conversation_id)
+                    .values(updated_at=_now())
+                    .returning(
+                        Conversation.title.is_(None) & Conversation.title_generated.is_(False)
+                    )
+                )
             )
         current.status = status
         current.finished_at = _now()
@@ -465,12 +481,13 @@ def finish(
                 }
                 if outcome.tool_calls:
                     answer["tool_calls"] = outcome.tool_calls
-                return answer
-            return {"message": message_payload(message), "usage": usage}
+                return Finished(answer)
+            return Finished({"message": message_payload(message), "usage": usage}, untitled)
         if status == "cancelled":
-            return {"message": message_payload(message) if message else None, "usage": usage}
+            payload = message_payload(message) if message else None
+            return Finished({"message": payload, "usage": usage})
         assert error is not None
-        return {"code": error[0], "message": error[1]}
+        return Finished({"code": error[0], "message": error[1]})
 
 
 @celery_app.task(
@@ -508,7 +525,7 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
         outcome: Outcome,
         call: ProviderCall | None,
         error: tuple[str, str] | None = None,
-    ) -> dict | None:
+    ) -> Finished | None:
         store()
         return finish(generation, status, outcome, call, error)
 
@@ -521,36 +538,36 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
                 prepared = build_call(session, generation)
         call = prepared
         outcome = stream_reply(generation, call, store)
-        data = end("done", outcome, call)
-        if data is not None:
-            publish_terminal(generation_id, DONE, data, generation.user_id)
-            if generation.conversation_id is not None:
+        finished = end("done", outcome, call)
+        if finished is not None:
+            publish_terminal(generation_id, DONE, finished.data, generation.user_id)
+            if finished.untitled:
                 celery_app.send_task(
                     "workers.titles.generate", args=(str(generation.conversation_id),)
                 )
     except Cancelled as exc:
-        data = end("cancelled", exc.partial, call)  # type: ignore[attr-defined]
-        if data is not None:
-            publish_terminal(generation_id, CANCELLED, data, generation.user_id)
+        finished = end("cancelled", exc.partial, call)  # type: ignore[attr-defined]
+        if finished is not None:
+            publish_terminal(generation_id, CANCELLED, finished.data, generation.user_id)
     except Discarded:
         publish_terminal(generation_id, ERROR, DISCARDED, generation.user_id)
     except (ProviderError, AppError) as exc:
         partial = getattr(exc, "partial", Outcome("", Usage(), None))
         message = exc.message if isinstance(exc, ProviderError) else exc.detail
         log.warning("generation failed", extra={"generation_id": generation_id, "error": message})
-        data = end("failed", partial, call, ("upstream_error", message))
-        if data is not None:
+        finished = end("failed", partial, call, ("upstream_error", message))
+        if finished is not None:
             # Refunded before the client hears of the failure, so its next call sees the count.
             if not partial.produced:
                 refund_generation(generation.user_id, generation.api_key_id, generation.id)
-            publish_terminal(generation_id, ERROR, data, generation.user_id)
+            publish_terminal(generation_id, ERROR, finished.data, generation.user_id)
     except Exception:
         log.exception("generation crashed", extra={"generation_id": generation_id})
         error = ("internal_error", "The generation failed unexpectedly.")
-        data = end("failed", Outcome("", Usage(), None), None, error)
-        if data is not None:
+        finished = end("failed", Outcome("", Usage(), None), None, error)
+        if finished is not None:
             refund_generation(generation.user_id, generation.api_key_id, generation.id)
-            publish_terminal(generation_id, ERROR, data, generation.user_id)
+            publish_terminal(generation_id, ERROR, finished.data, generation.user_id)
     finally:
         liveness.remove(generation_id)
         # Also when no terminal event came from here (deleted, or already swept).
