@@ -417,10 +417,12 @@ def finish(
     prompt, completion, estimated = _final_usage(call, outcome)
     message_status = {"done": "complete", "failed": "failed", "cancelled": "cancelled"}[status]
     with worker_session() as session:
-        current = session.scalars(
-            select(Generation).where(Generation.id == generation.id).with_for_update()
-        ).one_or_none()
-        if current is None or current.status != "running":
+        # Only the status, locked: the row's `request` (a completion's whole prompt) is
+        # not read back just to be ended.
+        current_status = session.scalar(
+            select(Generation.status).where(Generation.id == generation.id).with_for_update()
+        )
+        if current_status != "running":
             # Deleted with its conversation, or already ended by the sweep.
             return None
         message = None
@@ -450,14 +452,18 @@ def finish(
                     )
                 )
             )
-        current.status = status
-        current.finished_at = _now()
-        current.first_token_at = outcome.first_token_at
-        current.prompt_tokens, current.completion_tokens = prompt, completion
-        current.usage_estimated = estimated
-        current.assistant_message_id = message.id if message else None
+        ended = {
+            "status": status,
+            "finished_at": _now(),
+            "first_token_at": outcome.first_token_at,
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "usage_estimated": estimated,
+            "assistant_message_id": message.id if message else None,
+        }
         if error:
-            current.error_code, current.error = error
+            ended["error_code"], ended["error"] = error
+        session.execute(update(Generation).where(Generation.id == generation.id).values(ended))
         if status == "done" or outcome.produced:
             session.add(
                 UsageRecord(
