@@ -4,8 +4,8 @@ Starts its own stack (bench/stack.py) with a fake upstream and measures, side by
 side: sequential TTFT/total for a direct call, our OpenAI-compatible stream and
 our conversation SSE stream; a concurrency sweep with per-process CPU and RSS;
 non-streaming requests/s; the hot path's Redis commands and PostgreSQL
-statements per API-key request; admission control under a flood; and the same
-sweep against LiteLLM proxy. Prints a table and writes bench/results/latest.json.
+statements per API-key request; admission control under a flood, with where
+the admitted streams' time went; and the same sweep against LiteLLM proxy. Prints a table and writes bench/results/latest.json.
 Compare ratios within one run: absolute figures drift with the machine's load.
 """
 
@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 from statistics import quantiles
@@ -436,6 +437,28 @@ async def hot_path(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
 # -- admission control under a flood -------------------------------------------------------
 
 
+def _admitted_steps(stack: BenchStack, since: datetime) -> dict:
+    """Where the admitted streams' time went, from the timestamps of their rows (ms,
+    p50 and p99): the flood's start to the API's start script (`queued_at`), from there
+    to a worker claiming the task (`started_at`), and on to the first token."""
+    url = stack.env["DATABASE_URL"].replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            "SELECT queued_at, started_at, first_token_at FROM generations"
+            " WHERE queued_at >= %s AND first_token_at IS NOT NULL",
+            (since,),
+        ).fetchall()
+    steps = {
+        "to_start_script": [(queued - since).total_seconds() for queued, _, _ in rows],
+        "to_worker": [(started - queued).total_seconds() for queued, started, _ in rows],
+        "to_first_token": [(first - started).total_seconds() for _, started, first in rows],
+    }
+    return {
+        name: {"p50_ms": ms(pct(values, 50)), "p99_ms": ms(pct(values, 99))}
+        for name, values in steps.items()
+    }
+
+
 async def overload(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
     """The pool's capacity plus `overload_extra` streams, all at once."""
     url = stack.api_url + "/v1/chat/completions"
@@ -443,6 +466,7 @@ async def overload(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
     await openai_stream(
         Connection(url), url, auth.key_headers, prompt("warm-overload", 5, 0), MODEL
     )
+    since = datetime.now(UTC)
     results = await asyncio.gather(
         *(
             openai_stream(
@@ -465,6 +489,7 @@ async def overload(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
         refusal_statuses=sorted({r.status for r in refused}),
         refusal_p50_ms=ms(pct([r.total for r in refused], 50)),
         refusal_p99_ms=ms(pct([r.total for r in refused], 99)),
+        admitted_steps=_admitted_steps(stack, since),
     )
     return summary
 
@@ -579,6 +604,14 @@ def table(report: dict) -> str:
         f"({over['refusal_statuses']}, p99 {over['refusal_p99_ms']} ms), "
         f"admitted TTFT p50 {over['ttft_p50_ms']} ms p99 {over['ttft_p99_ms']} ms, "
         f"{over['wrong_tokens']} wrong tokens"
+    )
+    steps = over["admitted_steps"]
+    lines.append(
+        "  admitted, per step (p50/p99 ms): flood start to start script "
+        f"{_fmt(steps['to_start_script']['p50_ms'])}/{_fmt(steps['to_start_script']['p99_ms'])}"
+        f", to a worker {_fmt(steps['to_worker']['p50_ms'])}/{_fmt(steps['to_worker']['p99_ms'])}"
+        f", to the first token {_fmt(steps['to_first_token']['p50_ms'])}"
+        f"/{_fmt(steps['to_first_token']['p99_ms'])}"
     )
     if report.get("litellm_error"):
         lines.append(f"LiteLLM: {report['litellm_error']}")
