@@ -5,7 +5,8 @@ side: sequential TTFT/total for a direct call, our OpenAI-compatible stream and
 our conversation SSE stream; a concurrency sweep with per-process CPU and RSS;
 non-streaming requests/s; the hot path's Redis commands and PostgreSQL
 statements per API-key request; admission control under a flood, with where
-the admitted streams' time went; and the same sweep against LiteLLM proxy. Prints a table and writes bench/results/latest.json.
+the admitted streams' time went; and the same sweep against LiteLLM proxy.
+Prints a table and writes bench/results/latest.json.
 Compare ratios within one run: absolute figures drift with the machine's load.
 """
 
