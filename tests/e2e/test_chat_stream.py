@@ -268,6 +268,33 @@ async def test_completion_redelivery_never_calls_provider_twice(
     assert history.json()["quota_used"] == 1
 
 
+async def test_completion_of_a_deleted_user_failing_before_its_first_token(celery_worker):
+    """A completion whose user was deleted while it waited, and whose provider fails before
+    any token: its row cannot be stored, so its stream ends with `not_found`, and the
+    task ends cleanly instead of raising out of its failure handler."""
+    from datetime import UTC, datetime
+
+    from core.celery_app import celery_app
+    from core.redis import sync_redis
+    from core.streams import decode, stream_key
+
+    generation_id = str(uuid.uuid4())
+    spec = {
+        "user_id": str(uuid.uuid4()),
+        "api_key_id": None,
+        "kind": "completion",
+        "provider": "deepseek",
+        "model": "deepseek-chat",
+        "request": {"messages": [{"role": "user", "content": "x [[tag=gone status=400]]"}]},
+        "queued_at": datetime.now(UTC).isoformat(),
+    }
+    task_id = f"gone-{generation_id}"
+    celery_app.send_task("workers.chat.generate", args=(generation_id, spec), task_id=task_id)
+    celery_worker.wait_for(lambda: f"[{task_id}] succeeded" in celery_worker.log_text(), 20)
+    events = [decode(fields) for _, fields in sync_redis().xrange(stream_key(generation_id))]
+    assert [(event, data["code"]) for event, data in events] == [("error", "not_found")]
+
+
 async def test_turn_whose_request_cannot_be_built_ends_failed(make_user, fake_llm, celery_worker):
     """A queued turn whose model config was deleted before a worker took it: the request is
     built inside the claim's transaction, yet the claim stands, so the failure is stored

@@ -526,13 +526,23 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
         if unstored:
             store_completion(unstored.pop())
 
+    def discard() -> None:
+        publish_terminal(generation_id, ERROR, DISCARDED, generation.user_id)
+
     def end(
         status: str,
         outcome: Outcome,
         call: ProviderCall | None,
         error: tuple[str, str] | None = None,
     ) -> Finished | None:
-        store()
+        """Store the end; None when nothing was (see `finish`, or a completion whose user
+        or key is gone, whose stream ends here: this runs inside the handlers below,
+        where a Discarded raised would escape them)."""
+        try:
+            store()
+        except Discarded:
+            discard()
+            return None
         return finish(generation, status, outcome, call, error)
 
     call: ProviderCall | None = None
@@ -556,7 +566,8 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
         if finished is not None:
             publish_terminal(generation_id, CANCELLED, finished.data, generation.user_id)
     except Discarded:
-        publish_terminal(generation_id, ERROR, DISCARDED, generation.user_id)
+        # Its row could not be stored at the first token.
+        discard()
     except (ProviderError, AppError) as exc:
         partial = getattr(exc, "partial", Outcome("", Usage(), None))
         message = exc.message if isinstance(exc, ProviderError) else exc.detail
