@@ -606,13 +606,18 @@ def table(report: dict) -> str:
         f"admitted TTFT p50 {over['ttft_p50_ms']} ms p99 {over['ttft_p99_ms']} ms, "
         f"{over['wrong_tokens']} wrong tokens"
     )
-    steps = over["admitted_steps"]
+    labels = {
+        "to_start_script": "flood start to start script",
+        "to_worker": "to a worker",
+        "to_first_token": "to the first token",
+    }
     lines.append(
-        "  admitted, per step (p50/p99 ms): flood start to start script "
-        f"{_fmt(steps['to_start_script']['p50_ms'])}/{_fmt(steps['to_start_script']['p99_ms'])}"
-        f", to a worker {_fmt(steps['to_worker']['p50_ms'])}/{_fmt(steps['to_worker']['p99_ms'])}"
-        f", to the first token {_fmt(steps['to_first_token']['p50_ms'])}"
-        f"/{_fmt(steps['to_first_token']['p99_ms'])}"
+        "  admitted, per step (p50/p99 ms): "
+        + ", ".join(
+            f"{label} {_fmt(over['admitted_steps'][name]['p50_ms'])}"
+            f"/{_fmt(over['admitted_steps'][name]['p99_ms'])}"
+            for name, label in labels.items()
+        )
     )
     if report.get("litellm_error"):
         lines.append(f"LiteLLM: {report['litellm_error']}")

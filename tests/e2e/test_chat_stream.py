@@ -256,11 +256,7 @@ async def test_completion_redelivery_never_calls_provider_twice(
     }
     task_id = f"redeliver-{generation_id}"
     celery_app.send_task("workers.chat.generate", args=(generation_id, spec), task_id=task_id)
-    for _ in range(100):
-        if f"{task_id}] succeeded" in celery_worker.log_text():
-            break
-        await asyncio.sleep(0.1)
-    assert f"{task_id}] succeeded" in celery_worker.log_text()
+    celery_worker.wait_for(lambda: f"[{task_id}] succeeded" in celery_worker.log_text(), 10)
     assert len(fake_llm.requests_tagged("once-completion")) == 1
     status = await client.get(f"/v1/generations/{generation_id}", headers=user.headers)
     assert status.json()["status"] == "done"
