@@ -8,9 +8,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.staticfiles import StaticFiles
 
-from api.errors import install_error_handlers
+from api.console import console_files
+from api.errors import UnhandledErrors, install_error_handlers
+from api.input_guard import InputGuard
 from api.middleware import RequestContextMiddleware
 from api.openapi import install_openapi
 from api.plugin_accounts import start_provisioning
@@ -81,6 +82,11 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     )
     install_error_handlers(app)
     install_openapi(app)
+    # Innermost: an unexpected exception is answered where the request id is still known.
+    app.add_middleware(UnhandledErrors)
+    # Input rules and body limits before any route reads the body, inside the shed guard
+    # so a flood is refused without reading bodies at all.
+    app.add_middleware(InputGuard, settings=app_settings)
     # Inside the request context (request id, access log) and CORS, so a shed answer
     # carries their headers, in front of everything else.
     app.add_middleware(ShedGuard)
@@ -110,7 +116,8 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.include_router(generations.router)
     app.include_router(openai.router)
     app.include_router(developer.router)
-    # The web console; mounted last so that it never shadows an API route.
-    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="console")
+    # The web console answers only what no route matched, so an API path keeps its
+    # 405 for a wrong method and an unknown path its 404 in the envelope.
+    app.router.default = console_files(WEB_DIR)
     subscribe(start_provisioning)
     return app

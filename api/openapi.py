@@ -1,9 +1,7 @@
 """The OpenAPI document states the error envelope every answer really uses.
 
 FastAPI documents its own 422 body (`detail`: a list of validation errors). Our
-422 answers also carry `code`, and a route that rejects a well-formed body on
-its own (an AppError with status 422) sends `detail` as a sentence, so the
-documented shape is widened to what clients actually receive.
+422 answers keep that list, whoever refused the input, and also carry `code`.
 """
 
 from __future__ import annotations
@@ -26,19 +24,7 @@ def install_openapi(app: FastAPI) -> None:
             )
             validation = schema.get("components", {}).get("schemas", {}).get("HTTPValidationError")
             if validation is not None:
-                validation["properties"] = {
-                    "detail": {
-                        "anyOf": [
-                            {
-                                "type": "array",
-                                "items": {"$ref": "#/components/schemas/ValidationError"},
-                            },
-                            {"type": "string"},
-                        ],
-                        "title": "Detail",
-                    },
-                    "code": {"type": "string", "title": "Code"},
-                }
+                validation["properties"]["code"] = {"type": "string", "title": "Code"}
             app.openapi_schema = schema
         return app.openapi_schema
 

@@ -199,6 +199,17 @@ class Settings(BaseSettings):
     # A provider silent this long between two chunks fails the generation (partial kept).
     provider_read_timeout_seconds: float = 60.0
 
+    # Request bodies: our own routes, and the AI routes whose bodies may carry images inline.
+    # Enforced while the body streams in, so an oversized one is never held whole.
+    max_body_bytes: int = Field(default=1024 * 1024, gt=0)
+    max_ai_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    # Slow clients: how long a request's line and headers, then its body, may take to
+    # arrive, and how long a WebSocket may take to finish its handshake. Without these a
+    # client that trickles bytes holds a connection (slow-loris); a reverse proxy in front
+    # should enforce its own as well (README, "Production").
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=30.0, gt=0)
+
     @field_validator(
         "encryption_keys", "cors_origins", "trusted_proxies", "apple_client_ids", mode="before"
     )

@@ -8,6 +8,8 @@ class AppError(Exception):
 
     status_code = 400
     code = "bad_request"
+    # Where the refused value was, for a 422 (answered as a validation item).
+    loc: tuple[str | int, ...] = ("body",)
 
     def __init__(
         self,
@@ -16,9 +18,12 @@ class AppError(Exception):
         code: str | None = None,
         status_code: int | None = None,
         headers: dict[str, str] | None = None,
+        loc: tuple[str | int, ...] | None = None,
     ) -> None:
         super().__init__(detail)
         self.detail = detail
+        if loc is not None:
+            self.loc = loc
         if code is not None:
             self.code = code
         if status_code is not None:

@@ -23,6 +23,7 @@ from core import apple, oauth
 from core.accounts import get_user_by_email, register_user, sign_in_external, verify_password
 from core.auth_sessions import IssuedTokens, open_session, revoke_session, rotate_refresh_token
 from core.errors import Unauthorized
+from core.input_rules import InputRejected, check_strings
 from core.login_limits import forget_login_attempts, reserve_login_attempt
 from models import User
 
@@ -79,12 +80,17 @@ async def _login_credentials(request: Request) -> LoginRequest:
     try:
         if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
             form = await request.form()
+            # A multipart field may arrive as a file; only text fields are credentials.
+            fields = {k: v for k, v in form.multi_items() if isinstance(v, str)}
+            check_strings(list(fields.items()), ("body",))
             return LoginRequest(
-                email=form.get("username") or "", password=form.get("password") or ""
+                email=fields.get("username", ""), password=fields.get("password", "")
             )
         return LoginRequest.model_validate_json(await request.body())
     except ValidationError as error:
         raise RequestValidationError(error.errors(include_url=False)) from None
+    except InputRejected as rejected:
+        raise RequestValidationError(rejected.issues) from None
 
 
 @router.post(
