@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 from sqlalchemy import func, select
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
 from api.deps import AccessToken, CurrentUser, RedisDep, SessionDep
@@ -22,6 +23,7 @@ from core.login_limits import forget_login_attempts, reserve_login_attempt
 from core.plans import model_spec, models_for_plan, plan_allows, plan_spec
 from core.quota import current_used, durable_used, ensure_period, subject_for_user
 from models import ModelConfig, User, UserAIConfig
+from models.base import utcnow
 
 router = APIRouter(prefix="/v1/user", tags=["user"])
 
@@ -164,13 +166,23 @@ async def update_ai_config(body: AIConfig, user: CurrentUser, session: SessionDe
         )
         if owned is None:
             raise NotFound("Model config not found.")
-    config = await session.get(UserAIConfig, user.id)
-    if config is None:
-        config = UserAIConfig(user_id=user.id)
-        session.add(config)
-    config.default_model = body.default_model
-    config.model_config_id = body.model_config_id
-    config.system_prompt = body.system_prompt
-    config.temperature = body.temperature
+    values = {
+        "default_model": body.default_model,
+        "model_config_id": body.model_config_id,
+        "system_prompt": body.system_prompt,
+        "temperature": body.temperature,
+    }
+    # One statement: a read-then-insert lets concurrent first writes race to a duplicate key.
+    config = await session.scalar(
+        insert(UserAIConfig)
+        .values(user_id=user.id, **values)
+        .on_conflict_do_update(
+            index_elements=[UserAIConfig.user_id],
+            # The model's `onupdate` is not applied to a conflict's SET.
+            set_={**values, "updated_at": utcnow()},
+        )
+        .returning(UserAIConfig),
+        execution_options={"populate_existing": True},
+    )
     await session.commit()
     return _ai_config_out(config)

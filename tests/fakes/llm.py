@@ -16,6 +16,9 @@ so concurrent tests need no shared mutable state:
   name, as OpenAI does (`expected_tool_calls`)
 - `finish=<reason>`: the `finish_reason` to end with (default `stop`, or
   `tool_calls` with `tool=`)
+- `nul=<i>`: token i carries a NUL character (`w3\x00-<s> `), which PostgreSQL
+  cannot store in text (OpenAI protocol)
+- `prompt_tokens=<n>`: report n prompt tokens in the usage (OpenAI protocol)
 
 The reply is a pure function of the request (`openai_protocol.expected_reply`), and every
 request is recorded (`FakeLLM.requests`) for assertions.
@@ -122,7 +125,7 @@ async def openai_answer(body: dict[str, Any], knobs: dict[str, str], tokens: lis
     calls = expected_tool_calls(last_user_text(body))
     deltas = _tool_call_deltas(calls) if calls else [{"content": token} for token in tokens]
     finish = knobs.get("finish") or ("tool_calls" if calls else "stop")
-    prompt_tokens = _prompt_tokens(body)
+    prompt_tokens = int(knobs.get("prompt_tokens") or _prompt_tokens(body))
     usage = None
     if not knobs.get("no_usage"):
         usage = {
@@ -226,6 +229,9 @@ class FakeLLM:
                 status_code=int(status),
             )
         tokens = [title_reply(last_user)] if is_title else expected_tokens(last_user)
+        if "nul" in knobs and not is_title:
+            index = int(knobs["nul"])
+            tokens[index] = tokens[index].replace("-", "\x00-", 1)
         return await openai_answer(body, knobs, tokens)
 
     # Anthropic messages ------------------------------------------------------

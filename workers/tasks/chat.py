@@ -13,12 +13,14 @@ retried: the client has already seen part of the reply.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -27,7 +29,7 @@ from celery.utils.log import get_task_logger
 from redis import Redis
 from redis.client import Pipeline
 from sqlalchemy import select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
 from sqlalchemy.orm import Session
 
 from core.admission import release_in, release_sync
@@ -78,6 +80,10 @@ log = get_task_logger(__name__)
 ROOT = Path(__file__).resolve().parents[2]
 NEVER_STARTED = ("worker_lost", "No worker started this generation in time; try again.")
 DISCARDED = {"code": "not_found", "message": "The account or API key of this completion is gone."}
+STORAGE_FAILED = ("storage_failed", "The database refused to store this generation.")
+# NUL, which PostgreSQL refuses in text, and lone surrogates, which no UTF-8 encoder
+# writes (to PostgreSQL or to the stream's JSON).
+_UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
 
 
 class WorkerLiveness:
@@ -141,6 +147,35 @@ class Cancelled(Exception):
 
 class Discarded(Exception):
     """A stateless completion whose user or API key was deleted while it ran."""
+
+
+class Unstorable(Exception):
+    """The database refused what a generation would store: the data, not the connection.
+    Its message names only the driver's error class, never the refused values."""
+
+
+@contextmanager
+def refusals_as_unstorable() -> Iterator[None]:
+    """Raise the database's refusal of the data as Unstorable. A lost connection
+    (OperationalError, InterfaceError) passes as is: it is transient, for the broker's
+    redelivery and the sweep, and says nothing about the data."""
+    try:
+        yield
+    except (DataError, IntegrityError) as exc:
+        raise Unstorable(type(exc.orig).__name__) from exc
+    except UnicodeEncodeError as exc:
+        # The driver's own refusal of a parameter (a lone surrogate), before any statement.
+        raise Unstorable(type(exc).__name__) from exc
+    except StatementError as exc:
+        if isinstance(exc, DBAPIError):
+            raise
+        # Not the database's answer: a parameter that SQLAlchemy could not prepare.
+        raise Unstorable(type(exc.orig).__name__) from exc
+
+
+def storable_text(text: str) -> str:
+    """Provider text as PostgreSQL stores it: NUL dropped, a lone surrogate made U+FFFD."""
+    return _UNSTORABLE_CHARACTERS.sub(lambda found: "" if found[0] == "\x00" else "\ufffd", text)
 
 
 @dataclass
@@ -226,6 +261,9 @@ def claim_completion(generation_id: uuid.UUID, spec: dict) -> Generation | None:
         store_completion(generation)
     except Discarded:
         data = DISCARDED
+    except Unstorable as exc:
+        # Its row is refused, but the client still hears why it never ran.
+        log.warning("completion row refused", extra={"generation_id": gen_id, "error": str(exc)})
     publish_terminal(gen_id, ERROR, data, generation.user_id)
     liveness.remove(gen_id)
     return None
@@ -233,12 +271,13 @@ def claim_completion(generation_id: uuid.UUID, spec: dict) -> Generation | None:
 
 def store_completion(generation: Generation) -> None:
     """Insert a claimed stateless completion's row; raises Discarded when its user or key
-    is gone (the foreign keys cascade from them)."""
-    try:
-        with worker_session() as session:
-            session.add(generation)
-    except IntegrityError as exc:
-        raise Discarded from exc
+    is gone (the foreign keys cascade from them), Unstorable when its request is refused."""
+    with refusals_as_unstorable():
+        try:
+            with worker_session() as session:
+                session.add(generation)
+        except IntegrityError as exc:
+            raise Discarded from exc
 
 
 def build_call(session: Session, generation: Generation) -> ProviderCall:
@@ -359,6 +398,10 @@ def stream_reply(
                 fragments.append(item.fragment)
                 merge_fragment(pending_tools, item.fragment)
             else:
+                # Dropped here, so the client is relayed exactly what is stored.
+                item = storable_text(item)
+                if not item:
+                    continue
                 if pending_tools:
                     flush()
                 parts.append(item)
@@ -398,9 +441,11 @@ def _final_usage(call: ProviderCall | None, outcome: Outcome) -> tuple[int, int,
 
 @dataclass
 class Finished:
-    """What `finish` stored: the terminal event's data, and whether the conversation still
-    has no title (none set by its user, none generated), so a title job is worth queueing."""
+    """What `finish` stored: the terminal event and its data, and whether the conversation
+    still has no title (none set by its user, none generated), so a title job is worth
+    queueing."""
 
+    event: str
     data: dict
     untitled: bool = False
 
@@ -413,7 +458,28 @@ def finish(
     error: tuple[str, str] | None = None,
 ) -> Finished | None:
     """Store the reply, usage and final status in one transaction; None if another end
-    (the sweep) or a deletion came first."""
+    (the sweep) or a deletion came first. A reply the database refuses (usage no column
+    holds, ...) is not stored: the generation then ends failed with `storage_failed`."""
+    try:
+        with refusals_as_unstorable():
+            return _store_end(generation, status, outcome, call, error)
+    except Unstorable as exc:
+        log.warning(
+            "generation end refused",
+            extra={"generation_id": str(generation.id), "error": str(exc)},
+        )
+    # Which part was refused is unknown: nothing of the reply is kept.
+    bare = Outcome("", Usage(), outcome.first_token_at)
+    return _store_end(generation, "failed", bare, None, STORAGE_FAILED)
+
+
+def _store_end(
+    generation: Generation,
+    status: str,
+    outcome: Outcome,
+    call: ProviderCall | None,
+    error: tuple[str, str] | None,
+) -> Finished | None:
     prompt, completion, estimated = _final_usage(call, outcome)
     message_status = {"done": "complete", "failed": "failed", "cancelled": "cancelled"}[status]
     with worker_session() as session:
@@ -487,13 +553,13 @@ def finish(
                 }
                 if outcome.tool_calls:
                     answer["tool_calls"] = outcome.tool_calls
-                return Finished(answer)
-            return Finished({"message": message_payload(message), "usage": usage}, untitled)
+                return Finished(DONE, answer)
+            return Finished(DONE, {"message": message_payload(message), "usage": usage}, untitled)
         if status == "cancelled":
             payload = message_payload(message) if message else None
-            return Finished({"message": payload, "usage": usage})
+            return Finished(CANCELLED, {"message": payload, "usage": usage})
         assert error is not None
-        return Finished({"code": error[0], "message": error[1]})
+        return Finished(ERROR, {"code": error[0], "message": error[1]})
 
 
 @celery_app.task(
@@ -529,6 +595,16 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
     def discard() -> None:
         publish_terminal(generation_id, ERROR, DISCARDED, generation.user_id)
 
+    def unstorable(exc: Unstorable, produced: bool) -> None:
+        """A completion whose row was refused: no row to end, the stream alone tells."""
+        log.warning(
+            "completion row refused", extra={"generation_id": generation_id, "error": str(exc)}
+        )
+        if not produced:
+            refund_generation(generation.user_id, generation.api_key_id, generation.id)
+        data = {"code": STORAGE_FAILED[0], "message": STORAGE_FAILED[1]}
+        publish_terminal(generation_id, ERROR, data, generation.user_id)
+
     def end(
         status: str,
         outcome: Outcome,
@@ -536,12 +612,15 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
         error: tuple[str, str] | None = None,
     ) -> Finished | None:
         """Store the end; None when nothing was (see `finish`, or a completion whose user
-        or key is gone, whose stream ends here: this runs inside the handlers below,
-        where a Discarded raised would escape them)."""
+        or key is gone, or whose row is refused, whose stream ends here: this runs inside
+        the handlers below, where a Discarded or Unstorable raised would escape them)."""
         try:
             store()
         except Discarded:
             discard()
+            return None
+        except Unstorable as exc:
+            unstorable(exc, outcome.produced)
             return None
         return finish(generation, status, outcome, call, error)
 
@@ -556,7 +635,7 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
         outcome = stream_reply(generation, call, store)
         finished = end("done", outcome, call)
         if finished is not None:
-            publish_terminal(generation_id, DONE, finished.data, generation.user_id)
+            publish_terminal(generation_id, finished.event, finished.data, generation.user_id)
             if finished.untitled:
                 celery_app.send_task(
                     "workers.titles.generate", args=(str(generation.conversation_id),)
@@ -564,27 +643,31 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
     except Cancelled as exc:
         finished = end("cancelled", exc.partial, call)  # type: ignore[attr-defined]
         if finished is not None:
-            publish_terminal(generation_id, CANCELLED, finished.data, generation.user_id)
+            publish_terminal(generation_id, finished.event, finished.data, generation.user_id)
     except Discarded:
         # Its row could not be stored at the first token.
         discard()
+    except Unstorable as exc:
+        # Its row was refused at the first token, which the client already has.
+        unstorable(exc, produced=True)
     except (ProviderError, AppError) as exc:
         partial = getattr(exc, "partial", Outcome("", Usage(), None))
-        message = exc.message if isinstance(exc, ProviderError) else exc.detail
+        # A provider's own error text is stored too.
+        message = storable_text(exc.message if isinstance(exc, ProviderError) else exc.detail)
         log.warning("generation failed", extra={"generation_id": generation_id, "error": message})
         finished = end("failed", partial, call, ("upstream_error", message))
         if finished is not None:
             # Refunded before the client hears of the failure, so its next call sees the count.
             if not partial.produced:
                 refund_generation(generation.user_id, generation.api_key_id, generation.id)
-            publish_terminal(generation_id, ERROR, finished.data, generation.user_id)
+            publish_terminal(generation_id, finished.event, finished.data, generation.user_id)
     except Exception:
         log.exception("generation crashed", extra={"generation_id": generation_id})
         error = ("internal_error", "The generation failed unexpectedly.")
         finished = end("failed", Outcome("", Usage(), None), None, error)
         if finished is not None:
             refund_generation(generation.user_id, generation.api_key_id, generation.id)
-            publish_terminal(generation_id, ERROR, finished.data, generation.user_id)
+            publish_terminal(generation_id, finished.event, finished.data, generation.user_id)
     finally:
         liveness.remove(generation_id)
         # Also when no terminal event came from here (deleted, or already swept).
