@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
+from anyio.abc import TaskGroup
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import Response, StreamingResponse
+from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.types import Message as ASGIMessage
 
 from api.deps import (
     CurrentUser,
@@ -19,6 +22,7 @@ from api.deps import (
     SessionDep,
     authenticate_access_token,
 )
+from api.errors import sanitize_issues
 from api.generations import (
     StartedGeneration,
     cancel_generation,
@@ -36,10 +40,15 @@ from api.schemas.conversations import (
     ConversationOut,
     ConversationPage,
     ConversationUpdate,
+    SocketCancel,
+    SocketChat,
+    SocketMessage,
 )
 from core.chat import route_for_model
+from core.config import settings
 from core.db import async_session_factory
-from core.errors import AppError
+from core.errors import AppError, Unauthorized
+from core.input_rules import InputRejected, issue, parse_json
 from core.redis import redis_client
 from core.streams import TERMINAL_EVENTS
 from models import Conversation, Generation, Message, User
@@ -201,19 +210,109 @@ async def chat_stream(
     )
 
 
-class _Socket:
-    """One chat WebSocket: sends are serialised, one generation runs at a time."""
+# A frame's refusals are named from here, as FastAPI names a request body's from "body".
+_MESSAGE_LOC = ("message",)
+_SOCKET_MESSAGE: TypeAdapter[SocketChat | SocketCancel] = TypeAdapter(SocketMessage)
+# The subprotocol a browser offers, followed by its access token: `bearer, <token>`.
+BEARER_SUBPROTOCOL = "bearer"
+# Close codes: the HTTP status of the refusal, in the range RFC 6455 leaves to applications.
+CLOSE_UNAUTHORIZED = 4401
+CLOSE_NOT_FOUND = 4404
 
-    def __init__(self, websocket: WebSocket, conversation_id: uuid.UUID, user_id: uuid.UUID):
+
+class _Socket:
+    """One chat WebSocket: sends are serialised, one generation runs at a time, and the
+    session is checked again before every message the socket acts on."""
+
+    def __init__(self, websocket: WebSocket, conversation_id: uuid.UUID, token: str):
         self.websocket = websocket
         self.conversation_id = conversation_id
-        self.user_id = user_id
+        self.token = token
         self.lock = anyio.Lock()
         self.current: uuid.UUID | None = None
+        self.closed = False
 
     async def send(self, payload: dict[str, Any]) -> None:
         async with self.lock:
-            await self.websocket.send_json(payload)
+            # A relay still running when the socket was closed has nobody to tell.
+            if not self.closed:
+                await self.websocket.send_json(payload)
+
+    async def close(self, code: int) -> None:
+        async with self.lock:
+            if not self.closed:
+                self.closed = True
+                await self.websocket.close(code=code)
+
+    async def authenticate(self, session: AsyncSession) -> User | None:
+        """The token's user, or None once the client was told why and the socket closed.
+
+        The same check as every HTTP request's (expiry, revoked session, inactive user):
+        one Redis EXISTS and one primary-key read, so a logout or a password change
+        elsewhere stops an open socket at its next message.
+        """
+        try:
+            user, _ = await authenticate_access_token(self.token, session, redis_client())
+        except Unauthorized as exc:
+            await self.send(_ws_error(exc.code, exc.detail))
+            await self.close(CLOSE_UNAUTHORIZED)
+            return None
+        return user
+
+    async def admit(self) -> bool:
+        async with async_session_factory()() as session:
+            user = await self.authenticate(session)
+            if user is None:
+                return False
+            conversation = await session.get(Conversation, self.conversation_id)
+            if conversation is None or conversation.user_id != user.id:
+                await self.send(_ws_error("not_found", "Conversation not found."))
+                await self.close(CLOSE_NOT_FOUND)
+                return False
+        return True
+
+    async def serve(self) -> None:
+        async with anyio.create_task_group() as tasks:
+            while not self.closed:
+                frame = await self.websocket.receive()
+                if frame["type"] == "websocket.disconnect":
+                    break
+                message = await self.read(frame)
+                if message is not None:
+                    await self.handle(message, tasks)
+            # Ends the relay only: a generation runs on in its worker and can be resumed.
+            tasks.cancel_scope.cancel()
+
+    async def read(self, frame: ASGIMessage) -> SocketChat | SocketCancel | None:
+        """The frame's message, or None once the client was told why it was refused."""
+        text = frame.get("text")
+        if text is None:
+            refusal = issue(
+                _MESSAGE_LOC, "Binary frames are not read: send JSON as text.", "binary_frame"
+            )
+            await self.refuse([refusal])
+            return None
+        # surrogatepass: this only measures (the server decoded the frame as UTF-8).
+        if len(text.encode("utf-8", "surrogatepass")) > settings.max_body_bytes:
+            await self.send(
+                _ws_error(
+                    "payload_too_large",
+                    f"A message may hold at most {settings.max_body_bytes} bytes.",
+                )
+            )
+            return None
+        try:
+            return _SOCKET_MESSAGE.validate_python(parse_json(text, _MESSAGE_LOC))
+        except InputRejected as rejected:
+            await self.refuse(rejected.issues)
+        except ValidationError as exc:
+            errors = [{**error, "loc": (*_MESSAGE_LOC, *error["loc"])} for error in exc.errors()]
+            await self.refuse(sanitize_issues(errors))
+        return None
+
+    async def refuse(self, issues: list[dict[str, Any]]) -> None:
+        message = issues[0]["msg"] if issues else "The message is not valid."
+        await self.send({**_ws_error("validation_error", message), "detail": issues})
 
     async def relay(self, started: StartedGeneration) -> None:
         try:
@@ -227,39 +326,33 @@ class _Socket:
         finally:
             self.current = None
 
-    async def handle(self, message: dict[str, Any], tasks: anyio.abc.TaskGroup) -> None:
-        kind = message.get("type")
+    async def handle(self, message: SocketChat | SocketCancel, tasks: TaskGroup) -> None:
         async with async_session_factory()() as session:
+            user = await self.authenticate(session)
+            if user is None:
+                return
             conversation = await session.get(Conversation, self.conversation_id)
             if conversation is None:
                 await self.send(_ws_error("not_found", "Conversation not found."))
                 return
-            if kind == "cancel":
+            if isinstance(message, SocketCancel):
                 if self.current is not None:
                     generation = await session.get(Generation, self.current)
                     if generation is not None:
                         await cancel_generation(session, redis_client(), generation)
                 return
-            content = message.get("content")
-            if kind != "chat" or not isinstance(content, str) or not content.strip():
-                await self.send(
-                    _ws_error("validation_error", 'Send {"type": "chat", "content": "..."}.')
-                )
-                return
             if self.current is not None:
                 await self.send(_ws_error("busy", "A reply is still being generated."))
                 return
-            user = await session.get(User, self.user_id)
-            model = message.get("model") if isinstance(message.get("model"), str) else None
             try:
-                route = await resolve_route(session, user, model, conversation)
+                route = await resolve_route(session, user, message.model, conversation)
                 started = await start_generation(
                     session,
                     redis_client(),
                     user=user,
                     route=route,
                     conversation=conversation,
-                    content=content,
+                    content=message.content,
                 )
             except AppError as exc:
                 await self.send(_ws_error(exc.code, exc.detail))
@@ -272,32 +365,45 @@ def _ws_error(code: str, message: str) -> dict[str, Any]:
     return {"type": "error", "code": code, "message": message}
 
 
+def _socket_credentials(websocket: WebSocket, query_token: str) -> tuple[str, str | None]:
+    """The access token, and the subprotocol to accept: a browser fails the handshake
+    unless the answer names a subprotocol it offered."""
+    offered: list[str] = websocket.scope.get("subprotocols") or []
+    subprotocol = BEARER_SUBPROTOCOL if BEARER_SUBPROTOCOL in offered else None
+    scheme, _, credentials = websocket.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return credentials.strip(), subprotocol
+    if subprotocol is not None:
+        after = offered.index(BEARER_SUBPROTOCOL) + 1
+        if after < len(offered):
+            return offered[after], subprotocol
+    return query_token, subprotocol
+
+
 @router.websocket("/{conversation_id}/ws")
 async def chat_socket(websocket: WebSocket, conversation_id: uuid.UUID, token: str = "") -> None:
-    """Client sends `{"type": "chat", "content"}` or `{"type": "cancel"}`; the server
-    sends the stream events as JSON objects with a `type`."""
-    await websocket.accept()
-    async with async_session_factory()() as session:
-        try:
-            user, _ = await authenticate_access_token(token, session, redis_client())
-        except AppError as exc:
-            await websocket.send_json(_ws_error(exc.code, exc.detail))
-            await websocket.close(code=4401)
-            return
-        conversation = await session.get(Conversation, conversation_id)
-        if conversation is None or conversation.user_id != user.id:
-            await websocket.send_json(_ws_error("not_found", "Conversation not found."))
-            await websocket.close(code=4404)
-            return
-    socket = _Socket(websocket, conversation_id, user.id)
+    """Chat over one socket; API.md ("Conversations and chat") has the protocol.
+
+    The access token comes from, in this order: an `Authorization: Bearer` header
+    (non-browser clients), the subprotocols `bearer, <token>` (browsers, which cannot
+    set headers; the answer selects `bearer`), or `?token=`. A bad token, at connect
+    or at any later message (expired, logged out, password changed elsewhere), is an
+    `error` event then close 4401; another user's conversation is `not_found` and 4404.
+
+    The client sends `{"type": "chat", "content", "model"?}` (the HTTP turn's fields and
+    limits) or `{"type": "cancel"}`, one JSON document per text frame; the server sends
+    the stream events as JSON objects with a `type`. A frame that is refused (binary,
+    not JSON, against the input rules, not one of those messages) is answered with
+    `{"type": "error", "code": "validation_error", "message", "detail"}`, `detail`
+    listing FastAPI-style items (`loc` starting with "message"); a frame over
+    `MAX_BODY_BYTES` with `payload_too_large`. Either way the socket stays open.
+    """
+    token, subprotocol = _socket_credentials(websocket, token)
+    await websocket.accept(subprotocol=subprotocol)
+    socket = _Socket(websocket, conversation_id, token)
     try:
-        async with anyio.create_task_group() as tasks:
-            while True:
-                try:
-                    message = json.loads(await websocket.receive_text())
-                except json.JSONDecodeError:
-                    message = None
-                await socket.handle(message if isinstance(message, dict) else {}, tasks)
+        if await socket.admit():
+            await socket.serve()
     except* WebSocketDisconnect:
-        # A disconnect is not a cancel: the generation runs on and can be resumed.
+        # The client left; what it started runs on and can be resumed.
         pass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -66,6 +67,25 @@ class ChatRequest(BaseModel):
 
     content: str = Field(min_length=1, max_length=100_000, examples=["What should I see first?"])
     model: str | None = Field(default=None, max_length=200, examples=["deepseek-chat"])
+
+
+class SocketChat(ChatRequest):
+    """`{"type": "chat", "content", "model"?}` on the chat WebSocket: an HTTP turn's fields
+    and limits."""
+
+    # Unknown fields are ignored, as the socket always did: clients may tag their messages.
+    model_config = ConfigDict(extra="ignore")
+
+    type: Literal["chat"]
+
+
+class SocketCancel(BaseModel):
+    """`{"type": "cancel"}`: stop the reply being generated."""
+
+    type: Literal["cancel"]
+
+
+SocketMessage = Annotated[SocketChat | SocketCancel, Field(discriminator="type")]
 
 
 class Usage(BaseModel):
