@@ -11,6 +11,7 @@ from typing import Any
 
 from core.config import settings
 from core.errors import Forbidden
+from core.input_rules import storable_text
 from core.plans import model_spec, plan_allows, plan_spec
 
 # The provider name recorded for a user's own endpoint (a model config).
@@ -113,7 +114,7 @@ _REASONING = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 
 def clean_title(raw: str) -> str:
     """A model's title answer without reasoning, quotes, a `Title:` prefix or trailing dots."""
-    text = _REASONING.sub("", raw).strip()
+    text = _REASONING.sub("", storable_text(raw)).strip()
     text = text.splitlines()[0].strip() if text else ""
     text = re.sub(r"^(title)\s*:\s*", "", text, flags=re.IGNORECASE)
     text = text.strip().strip("\"'`*“”‘’「」").strip().rstrip(".")

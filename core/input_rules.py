@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,6 +88,17 @@ def string_problem(value: str) -> tuple[str, str] | None:
     except UnicodeEncodeError:
         return "The text contains an unpaired surrogate.", "string_surrogate"
     return None
+
+
+# NUL, which PostgreSQL refuses in text, and lone surrogates, which no UTF-8 encoder
+# writes (to PostgreSQL or to a stream's JSON).
+_UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str) -> str:
+    """Text we did not refuse but must keep (a provider's answer) as PostgreSQL stores it:
+    NUL dropped, a lone surrogate made U+FFFD."""
+    return _UNSTORABLE_CHARACTERS.sub(lambda found: "" if found[0] == "\x00" else "\ufffd", text)
 
 
 def _walk(value: Any, loc: Loc, depth: int) -> Iterator[dict[str, Any]]:

@@ -13,7 +13,6 @@ retried: the client has already seen part of the reply.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import threading
@@ -48,6 +47,7 @@ from core.config import settings
 from core.crypto import decrypt_secret
 from core.db import worker_session
 from core.errors import AppError
+from core.input_rules import storable_text
 from core.quota import refund_generation
 from core.redis import sync_redis
 from core.streams import (
@@ -81,9 +81,6 @@ ROOT = Path(__file__).resolve().parents[2]
 NEVER_STARTED = ("worker_lost", "No worker started this generation in time; try again.")
 DISCARDED = {"code": "not_found", "message": "The account or API key of this completion is gone."}
 STORAGE_FAILED = ("storage_failed", "The database refused to store this generation.")
-# NUL, which PostgreSQL refuses in text, and lone surrogates, which no UTF-8 encoder
-# writes (to PostgreSQL or to the stream's JSON).
-_UNSTORABLE_CHARACTERS = re.compile("[\x00\ud800-\udfff]")
 
 
 class WorkerLiveness:
@@ -171,11 +168,6 @@ def refusals_as_unstorable() -> Iterator[None]:
             raise
         # Not the database's answer: a parameter that SQLAlchemy could not prepare.
         raise Unstorable(type(exc.orig).__name__) from exc
-
-
-def storable_text(text: str) -> str:
-    """Provider text as PostgreSQL stores it: NUL dropped, a lone surrogate made U+FFFD."""
-    return _UNSTORABLE_CHARACTERS.sub(lambda found: "" if found[0] == "\x00" else "\ufffd", text)
 
 
 @dataclass
