@@ -18,4 +18,4 @@ RUN useradd --system --home /app switchboard && chown -R switchboard /app
 USER switchboard
 
 EXPOSE 8000 5555
-CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-access-log"]
+CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000", "--no-access-log", "--no-proxy-headers", "--loop", "uvloop", "--http", "api.server:HeaderTimeoutProtocol"]

@@ -21,6 +21,11 @@ from core.config import Settings
 
 log = logging.getLogger("switchboard.access")
 
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+# More proxies than any real deployment chains (CDN, load balancer, ingress, sidecar).
+_MAX_HOPS = 8
+
 REQUESTS = Counter(
     "switchboard_http_requests_total", "HTTP requests", ["method", "route", "status"]
 )
@@ -44,18 +49,13 @@ class RequestContextMiddleware:
     def _trusted(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(p, strict=False) for p in self.settings.trusted_proxies]
 
-    def _is_trusted(self, host: str | None) -> bool:
-        if not host:
-            return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
+    def _is_trusted(self, address: IPAddress) -> bool:
         return any(address in net for net in self._trusted)
 
     def _apply_forwarded(self, scope: Scope, headers: dict[bytes, bytes]) -> None:
         client = scope.get("client")
-        if not self._is_trusted(client[0] if client else None):
+        peer = parse_ip(client[0]) if client else None
+        if peer is None or not self._is_trusted(peer):
             return
         if proto := headers.get(b"x-forwarded-proto"):
             scheme = proto.decode("latin-1").split(",")[0].strip().lower()
@@ -64,7 +64,26 @@ class RequestContextMiddleware:
                     scheme = {"http": "ws", "https": "wss"}[scheme]
                 scope["scheme"] = scheme
         if forwarded_for := headers.get(b"x-forwarded-for"):
-            scope["client"] = (forwarded_for.decode("latin-1").split(",")[0].strip(), 0)
+            if (address := self._forwarded_client(forwarded_for)) is not None:
+                scope["client"] = (str(address), 0)
+
+    def _forwarded_client(self, forwarded_for: bytes) -> IPAddress | None:
+        """The nearest address in the chain that is not one of our proxies, or None.
+
+        Read from the right: each trusted proxy appends the peer it saw, while everything
+        left of our outermost proxy is whatever the client chose to send. An entry that is
+        not an IP address ends the walk with None (the peer's address stays): the value is
+        stored (`auth_sessions.ip_address`) and keys the login limits, so it must be a
+        real, bounded address, never client text.
+        """
+        address = None
+        # Bounded: a client could send thousands of trusted-looking entries; the leftover
+        # head of the split is then no address and the walk stops there.
+        for entry in reversed(forwarded_for.decode("latin-1").rsplit(",", _MAX_HOPS)):
+            address = parse_ip(entry)
+            if address is None or not self._is_trusted(address):
+                return address
+        return address
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket"):
@@ -128,3 +147,26 @@ async def _send_https_required(scope: Scope, send: Send, request_id: str) -> Non
         {"detail": "HTTPS is required.", "code": "https_required"},
         {"X-Request-ID": request_id},
     )
+
+
+def parse_ip(text: str) -> IPAddress | None:
+    """An address as proxies write it (`1.2.3.4`, `1.2.3.4:5678`, `[::1]:443`, `fe80::1%eth0`),
+    without port or zone, IPv4-mapped IPv6 as IPv4; None for anything else."""
+    text = text.strip()
+    if text.startswith("["):
+        text, bracket, port = text[1:].partition("]")
+        if not bracket or (port and not (port[0] == ":" and port[1:].isdigit())):
+            return None
+    elif text.count(":") == 1:
+        text, _, port = text.partition(":")
+        if not port.isdigit():
+            return None
+    # A zone names an interface of the proxy's host, meaningless here.
+    text = text.partition("%")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        return address.ipv4_mapped
+    return address

@@ -10,6 +10,7 @@ import re
 
 import yaml
 
+from cli.stack import api_command
 from core.config import Settings
 from tests.conftest import ROOT
 
@@ -38,6 +39,14 @@ def test_commands_exist_in_the_project() -> None:
             module, attr = command[1].split(":")
             assert importlib.util.find_spec(module), command
             assert hasattr(importlib.import_module(module), attr), command
+            # The server options `make run` and the tests use (the header timeout lives in
+            # the --http protocol class), so the containers serve the same way.
+            local = api_command("0.0.0.0", 8000)
+            for option in ("--loop", "--http", "--no-access-log", "--no-proxy-headers"):
+                assert option in command, (name, option)
+                if option in ("--loop", "--http"):
+                    value = command[command.index(option) + 1]
+                    assert value == local[local.index(option) + 1], (name, option)
         elif command[0] == "celery":
             app_module = command[command.index("-A") + 1]
             assert importlib.util.find_spec(app_module), command
