@@ -1,8 +1,8 @@
 """Celery configuration (lowercase settings), read by `core.celery_app`.
 
 Queues keep kinds of work apart so a flood of chats never starves the rest:
-`chat` (streaming generations, I/O pool), `default` (titles, provisioning),
-`maintenance` (beat jobs).
+`chat` (streaming generations, I/O pool), `default` (titles, plug-in-api accounts),
+`maintenance` (the quota, key-usage and sweep beat jobs).
 """
 
 from kombu import Queue
@@ -25,12 +25,14 @@ enable_utc = True
 
 task_queues = (Queue("chat"), Queue("default"), Queue("maintenance"))
 task_default_queue = "default"
+# A task is named `workers.<module>.<verb>` after its file in workers/tasks/: one glob each.
 task_routes = {
     "workers.chat.*": {"queue": "chat"},
-    "workers.completions.*": {"queue": "chat"},
     "workers.titles.*": {"queue": "default"},
     "workers.plugin.*": {"queue": "default"},
     "workers.maintenance.*": {"queue": "maintenance"},
+    "workers.quotas.*": {"queue": "maintenance"},
+    "workers.api_keys.*": {"queue": "maintenance"},
 }
 
 # Long I/O tasks: a worker takes only what it can start now.
@@ -57,17 +59,17 @@ imports: tuple[str, ...] = (
 beat_schedule: dict[str, dict] = {
     # Redis counters to PostgreSQL; a Redis loss then costs at most this interval.
     "quota-sync": {
-        "task": "workers.maintenance.sync_quotas",
+        "task": "workers.quotas.sync",
         "schedule": 60.0,
         "options": {"expires": 50},
     },
     "quota-reset": {
-        "task": "workers.maintenance.reset_quotas",
+        "task": "workers.quotas.reset",
         "schedule": 60.0,
         "options": {"expires": 50},
     },
     "api-key-usage-flush": {
-        "task": "workers.maintenance.flush_key_usage",
+        "task": "workers.api_keys.flush_usage",
         "schedule": 60.0,
         "options": {"expires": 50},
     },

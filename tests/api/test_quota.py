@@ -130,7 +130,7 @@ async def test_sync_and_reseed_after_redis_loss(
 
     # Through the broker, as beat sends it. Waiting for the whole task, not just for its
     # update to show: its re-seed step would otherwise race the flush below.
-    task_id = celery_app.send_task("workers.maintenance.sync_quotas").id
+    task_id = celery_app.send_task("workers.quotas.sync").id
     celery_worker.wait_for(lambda: f"[{task_id}] succeeded" in celery_worker.log_text(), 20)
     with worker_session() as session:
         assert session.get(User, user.id).quota_used == 42

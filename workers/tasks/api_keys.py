@@ -1,4 +1,5 @@
-"""Beat job: move API-key use counters from Redis to `api_keys` (never written per request)."""
+"""`workers.api_keys.flush_usage`, a beat job: API-key use counters from Redis to
+`api_keys` (never written per request)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from models import ApiKey
 log = get_task_logger(__name__)
 
 
-@celery_app.task(name="workers.maintenance.flush_key_usage")
+@celery_app.task(name="workers.api_keys.flush_usage")
 def flush_key_usage() -> int:
     """Add the counted uses to `total_requests` and advance `last_used_at`.
 

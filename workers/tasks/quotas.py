@@ -1,5 +1,6 @@
-"""Beat jobs for monthly quotas: Redis counters to PostgreSQL (and back when Redis
-lost them), and the reset of every user whose period has ended."""
+"""Beat jobs for monthly quotas: `workers.quotas.sync` copies Redis counters to
+PostgreSQL (and back when Redis lost them), `workers.quotas.reset` starts a new
+period for every user whose period has ended."""
 
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ log = get_task_logger(__name__)
 BATCH = 1000
 
 
-@celery_app.task(name="workers.maintenance.sync_quotas")
+@celery_app.task(name="workers.quotas.sync")
 def sync_quotas() -> dict[str, int]:
     """Copy every live counter to `users.quota_used`, then re-seed counters Redis lost.
 
@@ -90,7 +91,7 @@ def _reseed_missing(store) -> int:
         last_id = users[-1][0]
 
 
-@celery_app.task(name="workers.maintenance.reset_quotas")
+@celery_app.task(name="workers.quotas.reset")
 def reset_quotas() -> int:
     """Start a fresh period for each user whose period ended; a second run finds nobody due."""
     store = sync_redis()
