@@ -3,11 +3,12 @@
 Reads `gen:{id}` from its start (or after `Last-Event-ID`), never from `$`: a
 worker faster than the relay would otherwise lose the first tokens. The reads
 themselves are api/stream_hub.py's, one for all the streams of the process. Ends
-after the terminal event. When nothing arrives, the generation is still running
-and the worker process its heartbeat key names is not alive, the relay ends the
-stream itself with an `error` event (through the same once-only terminal script
-the worker uses), so a killed worker never leaves a client hanging. SSE,
-WebSocket and the OpenAI-compatible route all format these events their own way.
+after the terminal event, or at once when resumed at or past it. When nothing
+arrives, the generation is still running and the worker process its heartbeat key
+names is not alive, the relay ends the stream itself with an `error` event (through
+the same once-only terminal script the worker uses), so a killed worker never leaves
+a client hanging. SSE, WebSocket and the OpenAI-compatible route all format these
+events their own way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from api.stream_hub import IDLE, Subscription, stream_hub
+from api.stream_hub import IDLE, StreamUnreadable, Subscription, stream_hub
 from core.config import settings
 from core.db import async_session_factory
 from core.redis import redis_client
@@ -34,6 +35,7 @@ from core.streams import (
     claim_key,
     decode,
     heartbeat_key,
+    stream_id_order,
     stream_key,
     terminal_script_args,
 )
@@ -41,6 +43,10 @@ from models import Generation
 
 WORKER_LOST = {"code": "worker_lost", "message": "The worker running this generation stopped."}
 STREAM_GONE = {"code": "stream_expired", "message": "This generation's stream has expired."}
+STREAM_UNREADABLE = {
+    "code": "stream_unreadable",
+    "message": "This generation's stream cannot be read.",
+}
 
 
 @dataclass(frozen=True)
@@ -94,17 +100,29 @@ async def relay_events(
     subscription: Subscription | None = None,
 ) -> AsyncIterator[StreamEvent]:
     """`subscription`: one taken before the generation's start (see api/stream_hub.py);
-    without it, the relay subscribes and wakes the hub itself."""
+    without it, the relay subscribes and wakes the hub itself. `last_event_id`: a valid
+    stream id (core/streams.py), checked by the caller."""
     hub = stream_hub()
     key = stream_key(generation_id)
-    if subscription is None:
-        subscription = hub.subscribe(key, last_event_id or "0-0")
-        await hub.wake(redis_client())
-    last_output = time.monotonic()
-    idle_since = time.monotonic()
+    # The last entry sent (or the client's); the hub's copy may run ahead of the queue.
+    cursor = last_event_id or "0-0"
     try:
+        if subscription is None:
+            subscription = hub.subscribe(key, cursor)
+            async with redis_client().pipeline(transaction=False) as pipe:
+                hub.wake_in(pipe)
+                if last_event_id is not None:
+                    pipe.xrevrange(key, count=1)
+                answers = await pipe.execute()
+            if last_event_id is not None and _past_the_end(answers[-1], cursor):
+                return
+        last_output = time.monotonic()
+        idle_since = time.monotonic()
         while True:
             batch = await subscription.queue.get()
+            if isinstance(batch, StreamUnreadable):
+                yield StreamEvent(None, ERROR, STREAM_UNREADABLE)
+                return
             if isinstance(batch, Exception):
                 raise batch
             if batch != IDLE:
@@ -112,13 +130,19 @@ async def relay_events(
                 for entry_id, fields in batch:
                     event, data = decode(fields)
                     last_output = time.monotonic()
+                    cursor = entry_id
                     yield StreamEvent(entry_id, event, data, fields["data"])
                     if event in TERMINAL_EVENTS:
                         return
                 continue
             now = time.monotonic()
-            if not await redis_client().exists(key):
+            # One read answers both: whether the stream is still there, and whether it
+            # ended at or before this relay's cursor (a client resumed past its end).
+            last = await redis_client().xrevrange(key, count=1)
+            if not last:
                 yield StreamEvent(None, ERROR, STREAM_GONE)
+                return
+            if _past_the_end(last, cursor):
                 return
             # Silence alone proves nothing (a slow provider); it only prompts the check.
             silent = now - idle_since >= WORKER_ALIVE_TTL_SECONDS
@@ -131,4 +155,16 @@ async def relay_events(
                 last_output = now
                 yield PING
     finally:
-        hub.unsubscribe(subscription)
+        if subscription is not None:
+            hub.unsubscribe(subscription)
+
+
+def _past_the_end(last: list[tuple[str, dict[str, str]]], cursor: str) -> bool:
+    """Whether `last` (XREVRANGE COUNT 1) is the stream's terminal event and `cursor` is
+    at or after it: nothing will ever follow the cursor."""
+    if not last:
+        return False
+    entry_id, fields = last[0]
+    return fields.get("event") in TERMINAL_EVENTS and stream_id_order(cursor) >= stream_id_order(
+        entry_id
+    )

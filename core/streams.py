@@ -17,6 +17,7 @@ whose threads queue for the GIL is slow, not dead, and must not look dead.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -39,6 +40,34 @@ FINISHED_STREAM_TTL_SECONDS = 3600
 DELTA_FLUSH_SECONDS = 0.05
 DELTA_FLUSH_CHARS = 2048
 CANCEL_FLAG_TTL_SECONDS = 3600
+
+
+# A stream entry id as a cursor (`Last-Event-ID`, a relay's read position): `<ms>-<seq>`,
+# or `<ms>` alone, which XREAD reads as `<ms>-0`; each part ASCII digits for an unsigned
+# 64-bit integer (leading zeros allowed, at most 20 digits). Redis checks an id only when
+# the read runs, and then fails the whole XREAD, which one process shares among all its
+# streams (api/stream_hub.py); it is also laxer (signs, spaces, `$`, `+` from 7.4), but no
+# id a client was ever sent has those, so they are refused here too.
+_STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+STREAM_ID_MAX = 2**64 - 1
+
+
+def parse_stream_id(value: str) -> tuple[int, int] | None:
+    """`(ms, seq)` of a valid stream id (see above), else None."""
+    match = _STREAM_ID.fullmatch(value)
+    if match is None:
+        return None
+    ms, seq = int(match[1]), int(match[2] or 0)
+    if ms > STREAM_ID_MAX or seq > STREAM_ID_MAX:
+        return None
+    return ms, seq
+
+
+def stream_id_order(entry_id: str) -> tuple[int, int]:
+    """The sort key of an id already known valid (Redis's own, or one `parse_stream_id`
+    passed); no checks, as it runs for every entry a resumed relay compares."""
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def stream_key(generation_id: str) -> str:

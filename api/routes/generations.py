@@ -11,6 +11,8 @@ from api.deps import OwnedGeneration, RedisDep, SessionDep
 from api.generations import cancel_generation
 from api.routes.conversations import SSE_RESPONSES, sse_response
 from api.schemas.conversations import GenerationOut
+from core.errors import AppError
+from core.streams import parse_stream_id
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
 
@@ -41,17 +43,30 @@ async def get_generation(generation: OwnedGeneration) -> dict[str, Any]:
     "/{generation_id}/stream",
     response_class=StreamingResponse,
     response_model=None,
-    responses=SSE_RESPONSES,
+    responses={**SSE_RESPONSES, 400: {"description": "`Last-Event-ID` is not a stream id"}},
     operation_id="generations-stream",
 )
 async def stream_generation(
     generation: OwnedGeneration,
     last_event_id: Annotated[
-        str | None, Header(pattern=r"^\d+-\d+$", description="Resume after this event id")
+        str | None,
+        Header(description="Resume after this event id: `<ms>-<seq>` or `<ms>`, as sent in `id:`"),
     ] = None,
 ) -> StreamingResponse:
     """Replays the events from the start, or only those after `Last-Event-ID`."""
-    return sse_response(generation.id, last_event_id)
+    cursor = None
+    if last_event_id is not None:
+        # Checked here, not by a header pattern: an id Redis refuses must never reach the
+        # read every stream shares, and a pattern cannot bound the numbers to 64 bits.
+        parsed = parse_stream_id(last_event_id)
+        if parsed is None:
+            raise AppError(
+                "Last-Event-ID is not a stream id (`<ms>-<seq>` or `<ms>`, each at most 2^64 - 1).",
+                code="validation_error",
+            )
+        ms, seq = parsed
+        cursor = f"{ms}-{seq}"
+    return sse_response(generation.id, cursor)
 
 
 @router.post(
