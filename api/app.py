@@ -119,5 +119,8 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     # The web console answers only what no route matched, so an API path keeps its
     # 405 for a wrong method and an unknown path its 404 in the envelope.
     app.router.default = console_files(WEB_DIR)
+    # Paths are exact: a redirect to the slash-less path would also turn `/{id}/..%2F`
+    # into a 307 towards `/{id}/..` instead of a 404.
+    app.router.redirect_slashes = False
     subscribe(start_provisioning)
     return app

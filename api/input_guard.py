@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 from urllib.parse import parse_qsl
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import error_body, send_json_error, validation_body
@@ -28,6 +29,8 @@ _AI_PATHS = (
     "/v1/responses",
 )
 _FORM = b"application/x-www-form-urlencoded"
+# Bodies above this are checked in a worker thread.
+_INLINE_CHECK_BYTES = 256 * 1024
 
 
 class InputGuard:
@@ -49,8 +52,11 @@ class InputGuard:
         headers = dict(scope["headers"])
         limit = self._limit(path)
         declared = headers.get(b"content-length")
+        # A client waiting for `100 Continue` never sends the body we refuse: the
+        # connection cannot go on, since the rest of its bytes would not be a request.
+        keep_alive = b"100-continue" not in headers.get(b"expect", b"").lower()
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
-            await _too_large(path, limit, send)
+            await _too_large(path, limit, send, keep_alive)
             return
         if declared in (None, b"0") and b"transfer-encoding" not in headers:
             await self.app(scope, receive, send)
@@ -63,14 +69,19 @@ class InputGuard:
             await _timed_out(path, send)
             return
         except _TooLarge:
-            await _too_large(path, limit, send)
+            await _too_large(path, limit, send, keep_alive)
             return
         except _Disconnected:
             return
 
         content_type = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
         try:
-            _check_body(body, content_type)
+            if len(body) > _INLINE_CHECK_BYTES:
+                # Seconds of CPU on a large body: off the event loop, so every other
+                # request and stream of this process keeps going meanwhile.
+                await anyio.to_thread.run_sync(_check_body, body, content_type)
+            else:
+                _check_body(body, content_type)
         except InputRejected as rejected:
             await _refuse_input(path, rejected, send)
             return
@@ -140,8 +151,9 @@ def _check_body(body: bytes, content_type: bytes) -> None:
                 [issue(("body",), "The form is not valid UTF-8.", "utf8_invalid")]
             ) from None
         check_strings(parse_qsl(text, keep_blank_values=True), ("body",))
-    elif not content_type or content_type == b"application/json" or content_type.endswith(b"+json"):
-        # FastAPI reads these content types (and none) as JSON.
+    elif not content_type.startswith(b"multipart/"):
+        # No route reads a body as anything but JSON or a form (FastAPI reads JSON content
+        # types and none; the login route reads any other type as JSON itself).
         parse_json(body)
 
 
@@ -150,9 +162,15 @@ async def _refuse_input(path: str, rejected: InputRejected, send: Send) -> None:
     await send_json_error(send, status, body)
 
 
-async def _too_large(path: str, limit: int, send: Send) -> None:
+async def _too_large(path: str, limit: int, send: Send, keep_alive: bool) -> None:
+    # Kept alive, uvicorn reads and drops the rest of the body, then serves the next request.
     await _send_error(
-        send, path, 413, "payload_too_large", f"The request body is larger than {limit} bytes."
+        send,
+        path,
+        413,
+        "payload_too_large",
+        f"The request body is larger than {limit} bytes.",
+        None if keep_alive else {"Connection": "close"},
     )
 
 
