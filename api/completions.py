@@ -103,8 +103,9 @@ async def _chunks(
         return chunk([{"index": 0, "delta": content, "finish_reason": finish_reason}])
 
     # A text delta is the frame sent once per coalesced batch of tokens: encoded
-    # once around the content instead of a whole object each time.
-    text_open, text_close = delta({"content": ""}).split(b'""', 1)
+    # once around the content instead of a whole object each time. Split at the last
+    # `""`, the content's: the model's name before it may hold one too.
+    text_open, text_close = delta({"content": ""}).rsplit(b'""', 1)
 
     async for event in started.events():
         if event.is_ping:

@@ -109,23 +109,33 @@ def cost_of(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
     )
 
 
-_REASONING = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
+# A reasoning block, closed or cut off by the title's token limit.
+_REASONING = re.compile(r"<think>.*?(?:</think>|\Z)", re.DOTALL | re.IGNORECASE)
+_TITLE_PREFIX = re.compile(r"^title\s*:\s*", re.IGNORECASE)
+_TITLE_DECORATION = "\"'`*“”‘’「」『』«»‹› "
 
 
 def clean_title(raw: str) -> str:
-    """A model's title answer without reasoning, quotes, a `Title:` prefix or trailing dots."""
-    text = _REASONING.sub("", storable_text(raw)).strip()
-    text = text.splitlines()[0].strip() if text else ""
-    text = re.sub(r"^(title)\s*:\s*", "", text, flags=re.IGNORECASE)
-    text = text.strip().strip("\"'`*“”‘’「」").strip().rstrip(".")
-    return truncate_title(text)
+    """A model's title answer without reasoning, quotes, Markdown emphasis, a `Title:`
+    prefix (on its line or the one before) or trailing dots."""
+    lines = [line.strip() for line in _REASONING.sub("", storable_text(raw)).splitlines()]
+    for line in filter(None, lines):
+        text = _TITLE_PREFIX.sub("", line.strip(_TITLE_DECORATION)).strip(_TITLE_DECORATION)
+        text = text.rstrip(".").strip(_TITLE_DECORATION)
+        if text:
+            return truncate_title(text)
+    return ""
 
 
 def truncate_title(text: str) -> str:
     text = " ".join(text.split())
     if len(text) <= TITLE_MAX_CHARS:
         return text
-    return text[: TITLE_MAX_CHARS - 1].rsplit(" ", 1)[0].rstrip() + "…"
+    # Cut at the last space that leaves room for the ellipsis (a word that ends right
+    # there is whole and kept); one long word is cut inside.
+    cut = text[:TITLE_MAX_CHARS]
+    head = cut.rsplit(" ", 1)[0] if " " in cut else cut[:-1]
+    return head.rstrip() + "…"
 
 
 def message_payload(message: Any) -> dict[str, Any]:
