@@ -256,3 +256,28 @@ async def test_a_websocket_outlives_the_header_timeout(slow_api: str, make_user)
         await ws.send(json.dumps({"type": "nonsense"}))
         answer = json.loads(await asyncio.wait_for(ws.recv(), 10))
     assert answer["type"] == "error" and answer["code"] == "validation_error"
+
+
+def test_a_body_that_trickles_is_cut_off(service_env: dict[str, str]) -> None:
+    """BODY_TIMEOUT_SECONDS: headers on time, then a body that never completes → 408, closed."""
+    body_timeout = 1.5
+    server, base_url = start_api({**service_env, "BODY_TIMEOUT_SECONDS": str(body_timeout)})
+    try:
+        sock = _connect(base_url)
+        sock.sendall(
+            b"POST /v1/auth/login HTTP/1.1\r\nHost: switchboard\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n"
+            b'{"email": '
+        )
+        started = time.monotonic()
+        answer = _read_until_closed(sock)
+        elapsed = time.monotonic() - started
+        sock.close()
+        head, _, payload = answer.partition(b"\r\n\r\n")
+        lines = head.decode().lower().split("\r\n")
+        assert lines[0].startswith("http/1.1 408"), answer
+        assert "connection: close" in lines
+        assert json.loads(payload)["code"] == "request_timeout"
+        assert body_timeout <= elapsed < 4 * body_timeout + 2
+    finally:
+        server.stop()
