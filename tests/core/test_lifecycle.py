@@ -1,12 +1,18 @@
-"""The generation state machine (core/lifecycle.py): the transitions as data."""
+"""The generation state machine (core/lifecycle.py): the transitions as data, and the
+database's CHECK constraints holding exactly the enums' values."""
 
 from __future__ import annotations
 
 import json
+import re
+import uuid
 
 import pytest
+from sqlalchemy import select, text
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.exc import IntegrityError
 
+from core.db import worker_session
 from core.lifecycle import (
     CANCEL,
     CLAIM,
@@ -22,7 +28,7 @@ from core.lifecycle import (
     MessageStatus,
     check_in,
 )
-from models import Generation
+from models import Conversation, Generation, Message
 
 Q, R = GenerationStatus.QUEUED, GenerationStatus.RUNNING
 DONE, FAILED, CANCELLED = (
@@ -109,3 +115,48 @@ def test_the_where_a_transition_requires() -> None:
 
 def test_check_text_lists_every_value_in_order() -> None:
     assert check_in("status", MessageStatus) == "status IN ('complete', 'failed', 'cancelled')"
+
+
+def _allowed(constraint: str) -> list[str]:
+    with worker_session() as session:
+        definition = session.scalar(
+            text("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = :name"),
+            {"name": constraint},
+        )
+    assert definition is not None, f"{constraint} is missing"
+    return re.findall(r"'([^']*)'", definition)
+
+
+def test_the_migrated_checks_allow_exactly_the_enums() -> None:
+    # `alembic check` does not compare CHECK constraints: the migration's text is held here.
+    assert _allowed("ck_generations_status") == [s.value for s in GenerationStatus]
+    assert _allowed("ck_messages_status") == [s.value for s in MessageStatus]
+
+
+def test_the_database_refuses_a_status_outside_the_enums(make_user) -> None:
+    user = make_user()
+    with worker_session() as session:
+        conversation = Conversation(user_id=user.id)
+        session.add(conversation)
+        session.flush()
+        conversation_id = conversation.id
+    refusals = [
+        (
+            Generation(
+                id=uuid.uuid4(), user_id=user.id, provider="local", model="m", status="lost"
+            ),
+            "ck_generations_status",
+        ),
+        (
+            Message(conversation_id=conversation_id, role="user", content="x", status="partial"),
+            "ck_messages_status",
+        ),
+    ]
+    for row, constraint in refusals:
+        with pytest.raises(IntegrityError) as refused:
+            with worker_session() as session:
+                session.add(row)
+        assert refused.value.orig.diag.constraint_name == constraint
+    with worker_session() as session:
+        assert session.scalar(select(Generation.id)) is None
+        assert session.scalar(select(Message.id)) is None
