@@ -32,6 +32,7 @@ from core.admission import release, release_in
 from core.chat import CUSTOM_PROVIDER, Route, default_model, route_for_model
 from core.errors import AppError, Unavailable
 from core.gate import Opening, admit
+from core.lifecycle import CANCEL, GenerationStatus, MessageStatus
 from core.quota import (
     QuotaSubject,
     durable_used,
@@ -159,7 +160,7 @@ async def _store_turn(
             conversation_id=conversation.id,
             role="user",
             content=content,
-            status="complete",
+            status=MessageStatus.COMPLETE,
             created_at=now,
         )
         .returning(Message.id)
@@ -173,7 +174,7 @@ async def _store_turn(
         Generation.kind: "chat",
         Generation.provider: route.provider,
         Generation.model: route.model,
-        Generation.status: "queued",
+        Generation.status: GenerationStatus.QUEUED,
         Generation.queued_at: now,
     }
     generation = (
@@ -323,10 +324,12 @@ async def cancel_generation(
     """Raise the cancel flag for the worker; a generation not yet claimed ends here."""
     gen_id = str(generation.id)
     await redis.set(cancel_key(gen_id), "1", ex=CANCEL_FLAG_TTL_SECONDS)
+    # A running one is the worker's to end: it holds the reply produced so far.
+    unclaimed = CANCEL.from_(GenerationStatus.QUEUED)
     ended = await session.scalar(
         update(Generation)
-        .where(Generation.id == generation.id, Generation.status == "queued")
-        .values(status="cancelled", finished_at=datetime.now(UTC))
+        .where(Generation.id == generation.id, unclaimed.where(Generation.status))
+        .values(status=unclaimed.target, finished_at=datetime.now(UTC))
         .returning(Generation.id)
     )
     await session.commit()

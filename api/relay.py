@@ -25,6 +25,7 @@ from sqlalchemy import select
 from api.stream_hub import IDLE, StreamUnreadable, Subscription, stream_hub
 from core.config import settings
 from core.db import async_session_factory
+from core.lifecycle import MARK_LOST
 from core.redis import redis_client
 from core.streams import (
     ERROR,
@@ -91,7 +92,7 @@ async def _worker_lost(generation_id: str) -> bool:
         )
     # Asked again: a worker names itself in the heartbeat key before it claims, so one
     # that claimed while the status was read is seen now. Only a dead one fails twice.
-    return status == "running" and not await _worker_alive(generation_id)
+    return MARK_LOST.permits(status) and not await _worker_alive(generation_id)
 
 
 async def relay_events(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING
 
-from sqlalchemy import BigInteger, ForeignKey, Identity, Index, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
+from core.lifecycle import MessageStatus, check_in
 from models.base import Base, CreatedAt, Timestamps, UUIDPk
 
 if TYPE_CHECKING:
@@ -39,7 +40,10 @@ class Conversation(UUIDPk, Timestamps, Base):
 
 class Message(CreatedAt, Base):
     __tablename__ = "messages"
-    __table_args__ = (Index("ix_messages_conversation_id_id", "conversation_id", "id"),)
+    __table_args__ = (
+        Index("ix_messages_conversation_id_id", "conversation_id", "id"),
+        CheckConstraint(check_in("status", MessageStatus), name="status"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     conversation_id: Mapped[uuid.UUID] = mapped_column(
@@ -47,8 +51,10 @@ class Message(CreatedAt, Base):
     )
     role: Mapped[str] = mapped_column(String(16))
     content: Mapped[str] = mapped_column(Text)
-    # complete | partial | failed | cancelled
-    status: Mapped[str] = mapped_column(String(16), default="complete", server_default="complete")
+    # core/lifecycle.py's MessageStatus: a reply cut short keeps its generation's end.
+    status: Mapped[str] = mapped_column(
+        String(16), default=MessageStatus.COMPLETE, server_default=MessageStatus.COMPLETE.value
+    )
     model: Mapped[str | None] = mapped_column(String(200))
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]

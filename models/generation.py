@@ -6,10 +6,11 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Text
+from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, String, Text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
+from core.lifecycle import GenerationStatus, check_in
 from models.base import Base, CreatedAt, UUIDPk
 
 
@@ -18,6 +19,7 @@ class Generation(UUIDPk, CreatedAt, Base):
     __table_args__ = (
         Index("ix_generations_status_queued_at", "status", "queued_at"),
         Index("ix_generations_user_id_created_at", "user_id", "created_at"),
+        CheckConstraint(check_in("status", GenerationStatus), name="status"),
     )
 
     # Null for stateless completions (`/v1/chat/completions`).
@@ -41,8 +43,10 @@ class Generation(UUIDPk, CreatedAt, Base):
     kind: Mapped[str] = mapped_column(String(16), default="chat", server_default="chat")
     provider: Mapped[str] = mapped_column(String(32))
     model: Mapped[str] = mapped_column(String(200))
-    # queued | running | done | failed | cancelled
-    status: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    # The state machine is core/lifecycle.py's.
+    status: Mapped[str] = mapped_column(
+        String(16), default=GenerationStatus.QUEUED, server_default=GenerationStatus.QUEUED.value
+    )
     error: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(32))
     # Stateless completions keep the request (messages and parameters) here.

@@ -12,6 +12,7 @@ from api.generations import cancel_generation
 from api.routes.conversations import SSE_RESPONSES, sse_response
 from api.schemas.conversations import GenerationOut
 from core.errors import AppError
+from core.lifecycle import CANCEL
 from core.streams import parse_stream_id
 
 router = APIRouter(prefix="/v1/generations", tags=["generations"])
@@ -78,5 +79,5 @@ async def stream_generation(
 )
 async def cancel(generation: OwnedGeneration, session: SessionDep, redis: RedisDep) -> None:
     """The worker stops at its next chunk; the partial reply is kept as `cancelled`."""
-    if generation.status in ("queued", "running"):
+    if CANCEL.permits(generation.status):
         await cancel_generation(session, redis, generation)

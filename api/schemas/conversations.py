@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.lifecycle import GenerationStatus, MessageStatus
+
 
 class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -50,7 +52,7 @@ class MessageOut(BaseModel):
     id: int
     role: str = Field(examples=["assistant"])
     content: str = Field(examples=["Lisbon is hilly: bring good shoes."])
-    status: str = Field(examples=["complete"])
+    status: str = Field(examples=[MessageStatus.COMPLETE.value])
     model: str | None = Field(examples=["deepseek-chat"])
     prompt_tokens: int | None
     completion_tokens: int | None
@@ -104,7 +106,7 @@ class ChatAnswer(BaseModel):
 
 class GenerationOut(BaseModel):
     id: uuid.UUID
-    status: str = Field(examples=["done"])
+    status: str = Field(examples=[GenerationStatus.DONE.value])
     conversation_id: uuid.UUID | None
     model: str = Field(examples=["deepseek-chat"])
     error: str | None

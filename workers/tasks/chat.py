@@ -48,6 +48,14 @@ from core.crypto import decrypt_secret
 from core.db import worker_session
 from core.errors import AppError
 from core.input_rules import storable_text
+from core.lifecycle import (
+    CLAIM,
+    FAIL,
+    HISTORY_MESSAGE_STATUSES,
+    MESSAGE_STATUS_AT_END,
+    WORKER_ENDS,
+    GenerationStatus,
+)
 from core.quota import refund_generation
 from core.redis import sync_redis
 from core.streams import (
@@ -210,8 +218,8 @@ def claim(generation_id: uuid.UUID) -> tuple[Generation, ProviderCall | Exceptio
     with worker_session() as session:
         generation = session.scalars(
             update(Generation)
-            .where(Generation.id == generation_id, Generation.status == "queued")
-            .values(status="running", started_at=_now(), attempts=Generation.attempts + 1)
+            .where(Generation.id == generation_id, CLAIM.where(Generation.status))
+            .values(status=CLAIM.target, started_at=_now(), attempts=Generation.attempts + 1)
             .returning(Generation)
         ).one_or_none()
         if generation is None:
@@ -241,12 +249,13 @@ def claim_completion(generation_id: uuid.UUID, spec: dict) -> Generation | None:
         request=spec["request"],
         queued_at=datetime.fromisoformat(spec["queued_at"]),
         attempts=1,
-        status="running",
+        # Claimed in Redis above: its row starts where a claim leads.
+        status=CLAIM.target,
         started_at=_now(),
     )
     if generation.queued_at >= _now() - timedelta(seconds=settings.generation_timeout_seconds):
         return generation
-    generation.status, generation.finished_at = "failed", _now()
+    generation.status, generation.finished_at = FAIL.target, _now()
     generation.error_code, generation.error = NEVER_STARTED
     data = {"code": NEVER_STARTED[0], "message": NEVER_STARTED[1]}
     try:
@@ -289,7 +298,7 @@ def build_call(session: Session, generation: Generation) -> ProviderCall:
             .where(
                 Message.conversation_id == conversation.id,
                 Message.id <= (generation.user_message_id or 0),
-                Message.status.in_(("complete", "partial", "cancelled")),
+                Message.status.in_(sorted(HISTORY_MESSAGE_STATUSES)),
             )
             .order_by(Message.id)
         ).all()
@@ -444,7 +453,7 @@ class Finished:
 
 def finish(
     generation: Generation,
-    status: str,
+    status: GenerationStatus,
     outcome: Outcome,
     call: ProviderCall | None,
     error: tuple[str, str] | None = None,
@@ -462,38 +471,38 @@ def finish(
         )
     # Which part was refused is unknown: nothing of the reply is kept.
     bare = Outcome("", Usage(), outcome.first_token_at)
-    return _store_end(generation, "failed", bare, None, STORAGE_FAILED)
+    return _store_end(generation, GenerationStatus.FAILED, bare, None, STORAGE_FAILED)
 
 
 def _store_end(
     generation: Generation,
-    status: str,
+    status: GenerationStatus,
     outcome: Outcome,
     call: ProviderCall | None,
     error: tuple[str, str] | None,
 ) -> Finished | None:
     prompt, completion, estimated = _final_usage(call, outcome)
-    message_status = {"done": "complete", "failed": "failed", "cancelled": "cancelled"}[status]
+    ending = WORKER_ENDS[status]
     with worker_session() as session:
         # Only the status, locked: the row's `request` (a completion's whole prompt) is
         # not read back just to be ended.
         current_status = session.scalar(
             select(Generation.status).where(Generation.id == generation.id).with_for_update()
         )
-        if current_status != "running":
+        if not ending.permits(current_status):
             # Deleted with its conversation, or already ended by the sweep.
             return None
         message = None
         untitled = False
         keep_message = generation.conversation_id is not None and (
-            status != "failed" or outcome.text
+            status != GenerationStatus.FAILED or outcome.text
         )
         if keep_message:
             message = Message(
                 conversation_id=generation.conversation_id,
                 role="assistant",
                 content=outcome.text,
-                status=message_status,
+                status=MESSAGE_STATUS_AT_END[status],
                 model=generation.model,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
@@ -511,7 +520,7 @@ def _store_end(
                 )
             )
         ended = {
-            "status": status,
+            "status": ending.target,
             "finished_at": _now(),
             "first_token_at": outcome.first_token_at,
             "prompt_tokens": prompt,
@@ -521,8 +530,12 @@ def _store_end(
         }
         if error:
             ended["error_code"], ended["error"] = error
-        session.execute(update(Generation).where(Generation.id == generation.id).values(ended))
-        if status == "done" or outcome.produced:
+        session.execute(
+            update(Generation)
+            .where(Generation.id == generation.id, ending.where(Generation.status))
+            .values(ended)
+        )
+        if status == GenerationStatus.DONE or outcome.produced:
             session.add(
                 UsageRecord(
                     user_id=generation.user_id,
@@ -536,7 +549,7 @@ def _store_end(
             )
         session.flush()
         usage = usage_payload(prompt, completion, estimated)
-        if status == "done":
+        if status == GenerationStatus.DONE:
             if message is None:
                 answer = {
                     "content": outcome.text,
@@ -547,7 +560,7 @@ def _store_end(
                     answer["tool_calls"] = outcome.tool_calls
                 return Finished(DONE, answer)
             return Finished(DONE, {"message": message_payload(message), "usage": usage}, untitled)
-        if status == "cancelled":
+        if status == GenerationStatus.CANCELLED:
             payload = message_payload(message) if message else None
             return Finished(CANCELLED, {"message": payload, "usage": usage})
         assert error is not None
@@ -598,7 +611,7 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
         publish_terminal(generation_id, ERROR, data, generation.user_id)
 
     def end(
-        status: str,
+        status: GenerationStatus,
         outcome: Outcome,
         call: ProviderCall | None,
         error: tuple[str, str] | None = None,
@@ -625,7 +638,7 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
                 prepared = build_call(session, generation)
         call = prepared
         outcome = stream_reply(generation, call, store)
-        finished = end("done", outcome, call)
+        finished = end(GenerationStatus.DONE, outcome, call)
         if finished is not None:
             publish_terminal(generation_id, finished.event, finished.data, generation.user_id)
             if finished.untitled:
@@ -633,7 +646,7 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
                     "workers.titles.generate", args=(str(generation.conversation_id),)
                 )
     except Cancelled as exc:
-        finished = end("cancelled", exc.partial, call)  # type: ignore[attr-defined]
+        finished = end(GenerationStatus.CANCELLED, exc.partial, call)  # type: ignore[attr-defined]
         if finished is not None:
             publish_terminal(generation_id, finished.event, finished.data, generation.user_id)
     except Discarded:
@@ -647,7 +660,7 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
         # A provider's own error text is stored too.
         message = storable_text(exc.message if isinstance(exc, ProviderError) else exc.detail)
         log.warning("generation failed", extra={"generation_id": generation_id, "error": message})
-        finished = end("failed", partial, call, ("upstream_error", message))
+        finished = end(GenerationStatus.FAILED, partial, call, ("upstream_error", message))
         if finished is not None:
             # Refunded before the client hears of the failure, so its next call sees the count.
             if not partial.produced:
@@ -656,7 +669,7 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
     except Exception:
         log.exception("generation crashed", extra={"generation_id": generation_id})
         error = ("internal_error", "The generation failed unexpectedly.")
-        finished = end("failed", Outcome("", Usage(), None), None, error)
+        finished = end(GenerationStatus.FAILED, Outcome("", Usage(), None), None, error)
         if finished is not None:
             refund_generation(generation.user_id, generation.api_key_id, generation.id)
             publish_terminal(generation_id, finished.event, finished.data, generation.user_id)

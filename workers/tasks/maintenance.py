@@ -22,6 +22,7 @@ from core.admission import POOL_KEY
 from core.celery_app import celery_app
 from core.config import settings
 from core.db import worker_session
+from core.lifecycle import FAIL, MARK_LOST, MESSAGE_STATUS_AT_END
 from core.redis import sync_redis
 from core.streams import (
     DELTA,
@@ -74,18 +75,21 @@ def sweep_generations() -> int:
             select(Generation)
             .where(
                 or_(
-                    Generation.status == "running",
+                    MARK_LOST.where(Generation.status),
                     Generation.queued_at
                     < now - timedelta(seconds=settings.generation_timeout_seconds),
                 ),
-                Generation.status.in_(("queued", "running")),
+                FAIL.where(Generation.status),
             )
             .with_for_update(skip_locked=True)
         ).all()
         ended: list[tuple[str, uuid.UUID]] = []
         for generation in candidates:
             gen_id = str(generation.id)
-            if generation.status == "running" and (
+            # A running one is lost only if its worker is gone; a queued one here waited
+            # past the generation timeout.
+            ending = MARK_LOST if MARK_LOST.permits(generation.status) else FAIL
+            if ending is MARK_LOST and (
                 redis.eval(WORKER_ALIVE_SCRIPT, 1, heartbeat_key(gen_id))
                 or (generation.started_at or now)
                 > now - timedelta(seconds=WORKER_ALIVE_TTL_SECONDS)
@@ -97,13 +101,13 @@ def sweep_generations() -> int:
                     conversation_id=generation.conversation_id,
                     role="assistant",
                     content=text,
-                    status="failed",
+                    status=MESSAGE_STATUS_AT_END[ending.target],
                     model=generation.model,
                 )
                 session.add(message)
                 session.flush()
                 generation.assistant_message_id = message.id
-            generation.status = "failed"
+            generation.status = ending.target
             generation.error_code, generation.error = WORKER_LOST
             generation.finished_at = now
             ended.append((gen_id, generation.user_id))
