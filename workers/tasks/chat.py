@@ -49,7 +49,7 @@ from core.db import worker_session
 from core.errors import AppError
 from core.input_rules import storable_text
 from core.quota import refund_generation
-from core.redis import sync_redis
+from core.redis import as_fields, sync_redis
 from core.streams import (
     CANCELLED,
     CLAIM_SCRIPT,
@@ -355,11 +355,12 @@ def stream_reply(
 
     def write_pending(target: Redis | Pipeline) -> None:
         if pending:
-            target.xadd(key, encode(DELTA, {"content": "".join(pending)}))
+            target.xadd(key, as_fields(encode(DELTA, {"content": "".join(pending)})))
             pending.clear()
         if pending_tools:
             # `content` stays present so clients that only concatenate text never break.
-            target.xadd(key, encode(DELTA, {"content": "", "tool_calls": list(pending_tools)}))
+            delta = {"content": "", "tool_calls": list(pending_tools)}
+            target.xadd(key, as_fields(encode(DELTA, delta)))
             pending_tools.clear()
 
     def flush() -> None:
