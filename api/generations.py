@@ -40,7 +40,7 @@ from core.quota import (
     refund_in,
     subject_for_user,
 )
-from core.redis import broker_shares_redis
+from core.redis import as_fields, broker_shares_redis
 from core.streams import (
     CANCEL_FLAG_TTL_SECONDS,
     CANCELLED,
@@ -228,9 +228,8 @@ async def start_completion(
     # Worker logs name the generation, never the conversation it carries.
     message = task_message(CHAT_TASK, (gen_id, spec), argsrepr=repr((gen_id,)))
     hub = stream_hub()
-    started = StartedGeneration(
-        generation_id, None, None, subscription=hub.subscribe(stream_key(gen_id), "0-0")
-    )
+    subscription = hub.subscribe(stream_key(gen_id), "0-0")
+    started = StartedGeneration(generation_id, None, None, subscription=subscription)
 
     async def load_used() -> int:
         return await durable_used(session, caller)
@@ -259,7 +258,7 @@ async def start_completion(
                     raise Unavailable("The queue is unavailable; try again shortly.") from exc
                 raise
     except BaseException:
-        hub.unsubscribe(started.subscription)
+        hub.unsubscribe(subscription)
         raise
     return replace(started, headers=grant.headers)
 
@@ -277,7 +276,7 @@ async def _open(redis: aioredis.Redis, started: StartedGeneration, message: Task
     pipeline when the broker is this Redis db, else the task goes to the broker after."""
     key = stream_key(str(started.generation_id))
     async with redis.pipeline(transaction=False) as pipe:
-        pipe.xadd(key, encode(START, _start_data(started)))
+        pipe.xadd(key, as_fields(encode(START, _start_data(started))))
         pipe.expire(key, UNSTARTED_STREAM_TTL_SECONDS)
         stream_hub().wake_in(pipe)
         if broker_shares_redis():

@@ -75,6 +75,8 @@ async def active_account(session: AsyncSession, user_id: uuid.UUID) -> PluginAcc
 
 async def active_credentials(session: AsyncSession, user_id: uuid.UUID) -> PluginCredentials:
     account = await active_account(session, user_id)
+    # Checked by active_account, which answers 409 for an account without them.
+    assert account.plugin_user_id is not None and account.api_key_encrypted is not None
     return PluginCredentials(
         user_id=user_id,
         plugin_user_id=account.plugin_user_id,

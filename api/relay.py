@@ -26,7 +26,7 @@ from api.stream_hub import IDLE, StreamUnreadable, Subscription, stream_hub
 from core.config import settings
 from core.db import async_session_factory
 from core.lifecycle import MARK_LOST
-from core.redis import redis_client
+from core.redis import StreamEntry, as_entries, redis_client
 from core.streams import (
     ERROR,
     TERMINAL_EVENTS,
@@ -139,7 +139,7 @@ async def relay_events(
             now = time.monotonic()
             # One read answers both: whether the stream is still there, and whether it
             # ended at or before this relay's cursor (a client resumed past its end).
-            last = await redis_client().xrevrange(key, count=1)
+            last = as_entries(await redis_client().xrevrange(key, count=1))
             if not last:
                 yield StreamEvent(None, ERROR, STREAM_GONE)
                 return
@@ -160,7 +160,7 @@ async def relay_events(
             hub.unsubscribe(subscription)
 
 
-def _past_the_end(last: list[tuple[str, dict[str, str]]], cursor: str) -> bool:
+def _past_the_end(last: list[StreamEntry], cursor: str) -> bool:
     """Whether `last` (XREVRANGE COUNT 1) is the stream's terminal event and `cursor` is
     at or after it: nothing will ever follow the cursor."""
     if not last:

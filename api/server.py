@@ -53,6 +53,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     _header_deadline: float | None = None
     _header_timer: asyncio.TimerHandle | None = None
 
+    # uvicorn's own override narrows the transport to asyncio.Transport, as this one does.
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         # uvicorn starts no timer on a new connection: one that never sends a byte would

@@ -23,14 +23,16 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from functools import cache
+from typing import Final, Literal, cast
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline as AsyncPipeline
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import KeyT, StreamIdT
 
-from core.redis import blocking_redis
+from core.redis import StreamEntry, blocking_redis
 from core.streams import TERMINAL_EVENTS, parse_stream_id, stream_id_order
 
 log = logging.getLogger("switchboard.stream_hub")
@@ -44,7 +46,7 @@ WAKE_TTL_SECONDS = 3600
 # Streams are checked for silence this often, not after every read.
 IDLE_SCAN_SECONDS = 0.5
 # Queue item telling a subscriber that nothing arrived for BLOCK_MS.
-IDLE = "idle"
+IDLE: Final = "idle"
 # Unexpected failures of the loop with no successful read between them: past this many
 # the failure is not passing, and the streams waiting on the loop end with it.
 FAILURES_IN_A_ROW = 5
@@ -52,7 +54,9 @@ RESTART_DELAY_SECONDS = 0.1
 # A connect can time out as well as fail (the reader has no timeout once connected).
 REDIS_UNREACHABLE = (RedisConnectionError, RedisTimeoutError)
 
-Entry = tuple[str, dict[str, str]]
+Entry = StreamEntry
+# A subscriber's queue item: a batch of entries, IDLE, or the exception that ended the reads.
+Queued = list[Entry] | Literal["idle"] | Exception
 
 
 class StreamUnreadable(Exception):
@@ -63,8 +67,7 @@ class StreamUnreadable(Exception):
 class Subscription:
     key: str
     cursor: str
-    # Batches of entries, IDLE, or the exception that ended the reads.
-    queue: asyncio.Queue[list[Entry] | str | Exception] = field(default_factory=asyncio.Queue)
+    queue: asyncio.Queue[Queued] = field(default_factory=asyncio.Queue)
     last_delivery: float = field(default_factory=time.monotonic)
 
 
@@ -119,12 +122,18 @@ class StreamHub:
             self.wake_in(pipe)
             await pipe.execute()
 
-    async def _read(self, reader: aioredis.Redis, streams: dict[str, str]) -> list:
+    async def _read(
+        self, reader: aioredis.Redis, streams: dict[str, str]
+    ) -> list[tuple[str, list[Entry]]]:
         """XREAD BLOCK, retried on a broken connection: the cursors make a retry lose
         nothing, and a pooled connection that predates a Redis restart fails once."""
         for attempt in range(READ_ATTEMPTS):
             try:
-                return await reader.xread(streams, block=BLOCK_MS, count=READ_COUNT)
+                # The reader decodes responses (core/redis.py): keys and entries are str.
+                answer = await reader.xread(
+                    cast("dict[KeyT, StreamIdT]", streams), block=BLOCK_MS, count=READ_COUNT
+                )
+                return cast("list[tuple[str, list[Entry]]]", answer)
             except REDIS_UNREACHABLE:
                 if attempt == READ_ATTEMPTS - 1:
                     raise

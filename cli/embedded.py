@@ -83,6 +83,8 @@ class EmbeddedPostgres:
         )
 
         entry = ensure_user_exists(PG_SYSTEM_USER)
+        if entry is None:  # annotated Optional, though it creates the user or raises
+            raise RuntimeError(f"no system user {PG_SYSTEM_USER}")
         ensure_prefix_permissions(self.bin_dir)
         ensure_folder_permissions(self.bin_dir.parent, 0o555)
         ensure_prefix_permissions(self.pgdata)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from sqlalchemy import ColumnElement
+from sqlalchemy.orm import QueryableAttribute
 
 
 class GenerationStatus(StrEnum):
@@ -57,7 +58,7 @@ class Transition:
     def permits(self, status: str | None) -> bool:
         return status in self.sources
 
-    def where(self, column: ColumnElement[str]) -> ColumnElement[bool]:
+    def where(self, column: ColumnElement[str] | QueryableAttribute[str]) -> ColumnElement[bool]:
         """The condition an UPDATE of this transition needs, so that a row another
         writer already moved is left alone (and the statement matches nothing)."""
         if len(self.sources) == 1:

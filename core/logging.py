@@ -98,6 +98,6 @@ def configure_logging(level: int = logging.INFO) -> None:
     root._switchboard_configured = True  # type: ignore[attr-defined]
     # No formatter here prints where a call came from; finding it walks the stack on every
     # record (the logging HOWTO's "Optimization" section), ~4 % of the API's CPU in a flood.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     for noisy in ("httpx", "httpcore", "uvicorn.access", "alembic.runtime.plugins"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -14,7 +14,7 @@ def plan_spec(plan: str) -> PlanSpec:
 
 
 def plan_rank(plan: str) -> int:
-    return PLAN_ORDER.index(plan)  # type: ignore[arg-type]
+    return PLAN_ORDER.index(plan)
 
 
 def models_for_plan(plan: str) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from typing import Final, Literal
 
 from sqlalchemy import ColumnElement, exists, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -17,9 +18,10 @@ from sqlalchemy.sql.dml import ReturningInsert
 from core.config import settings
 from models import PluginAccount, User
 
-PENDING = "pending"
-ACTIVE = "active"
-FAILED = "failed"
+PluginAccountStatus = Literal["pending", "active", "failed"]
+PENDING: Final = "pending"
+ACTIVE: Final = "active"
+FAILED: Final = "failed"
 
 # Hash user_id -> ISO timestamp of the last proxied call; the beat job moves it to PostgreSQL.
 LAST_USED_KEY = "plugin:last_used"

@@ -9,9 +9,11 @@ cut after the client's default (5 s in redis-py 8).
 from __future__ import annotations
 
 from functools import cache
+from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.typing import EncodableT, FieldT
 
 from core.config import settings
 
@@ -78,3 +80,32 @@ def sync_redis() -> redis.Redis:
         health_check_interval=30,
         max_connections=1024,
     )
+
+
+# redis-py annotates replies as `bytes | str` whatever the client, and takes a stream's
+# fields as an (invariant) dict of its own unions. Every client above decodes responses,
+# so a reply is str: these say so once, for the reply shapes this code reads.
+StreamEntry = tuple[str, dict[str, str]]
+
+
+def as_str(reply: bytes | str | None) -> str | None:
+    return cast("str | None", reply)
+
+
+def as_strs(reply: list[Any]) -> list[str]:
+    """A list of members (ZRANGE, SMEMBERS, ...)."""
+    return cast("list[str]", reply)
+
+
+def as_hash(reply: dict[bytes | str, bytes | str]) -> dict[str, str]:
+    return cast("dict[str, str]", reply)
+
+
+def as_entries(reply: object) -> list[StreamEntry]:
+    """An XRANGE or XREVRANGE reply."""
+    return cast("list[StreamEntry]", reply)
+
+
+def as_fields(fields: dict[str, str]) -> dict[FieldT, EncodableT]:
+    """A stream entry's fields (core/streams.py `encode`) as XADD takes them."""
+    return cast("dict[FieldT, EncodableT]", fields)

@@ -6,6 +6,7 @@ import math
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import Date, cast, func, select
@@ -40,7 +41,7 @@ def _key_out(
 ) -> ApiKeyOut:
     count, used_at = pending
     last_used = max((t for t in (key.last_used_at, used_at) if t), default=None)
-    fields = {
+    fields: dict[str, Any] = {
         "id": key.id,
         "name": key.name,
         "description": key.description,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Response
@@ -30,7 +30,7 @@ from api.schemas.plugin_api import (
     PreferenceUpdate,
 )
 from core.chat import PLUGIN_PROVIDER, Route
-from core.plugin_accounts import PENDING
+from core.plugin_accounts import PENDING, PluginAccountStatus
 from models import PluginAccount
 
 router = APIRouter(prefix="/v1/plugin-api", tags=["plugin-api"])
@@ -95,7 +95,8 @@ async def get_key(caller_id: CallerId, session: SessionDep, redis: RedisDep) -> 
         (moment for moment in (account.last_used_at, unflushed) if moment), default=None
     )
     return PluginAccountOut(
-        status=account.status,
+        # The column holds only these (core/plugin_accounts.py); the schema says which.
+        status=cast(PluginAccountStatus, account.status),
         plugin_user_id=account.plugin_user_id,
         created_at=account.created_at,
         last_used_at=last_used_at,

@@ -7,11 +7,13 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.plugin_accounts import PluginAccountStatus
+
 
 class PluginAccountOut(BaseModel):
     """The caller's plug-in-api account; its key is never part of any answer."""
 
-    status: Literal["pending", "active", "failed"] = Field(examples=["active"])
+    status: PluginAccountStatus = Field(examples=["active"])
     plugin_user_id: str | None = Field(default=None, examples=["7c9e6679-7425-40de"])
     created_at: datetime | None = None
     last_used_at: datetime | None = None

@@ -17,7 +17,7 @@ from core.api_keys import (
 )
 from core.celery_app import celery_app
 from core.db import worker_session
-from core.redis import sync_redis
+from core.redis import as_hash, sync_redis
 from models import ApiKey
 
 log = get_task_logger(__name__)
@@ -38,8 +38,8 @@ def flush_key_usage() -> int:
         # Only this job removes `live`, so it cannot vanish between the check and the rename.
         if not store.exists(parked) and store.exists(live):
             store.rename(live, parked)
-    counts = store.hgetall(REQUESTS_FLUSHING_KEY)
-    used_at = store.hgetall(LAST_USED_FLUSHING_KEY)
+    counts = as_hash(store.hgetall(REQUESTS_FLUSHING_KEY))
+    used_at = as_hash(store.hgetall(LAST_USED_FLUSHING_KEY))
     rows = [
         {
             "key": uuid.UUID(key_id),

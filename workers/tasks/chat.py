@@ -23,6 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from celery.utils.log import get_task_logger
 from redis import Redis
@@ -57,7 +58,7 @@ from core.lifecycle import (
     GenerationStatus,
 )
 from core.quota import refund_generation
-from core.redis import sync_redis
+from core.redis import as_fields, sync_redis
 from core.streams import (
     CANCELLED,
     CLAIM_SCRIPT,
@@ -147,7 +148,20 @@ liveness = WorkerLiveness()
 
 
 class Cancelled(Exception):
-    pass
+    """The client cancelled mid-stream; `partial` is what it was sent (and is stored)."""
+
+    def __init__(self, partial: Outcome) -> None:
+        super().__init__()
+        self.partial = partial
+
+
+class ReplyFailed(ProviderError):
+    """The provider failed during the reply; `partial` is what the client was sent
+    before it (and is stored)."""
+
+    def __init__(self, error: ProviderError, partial: Outcome) -> None:
+        super().__init__(error.message, retryable=error.retryable)
+        self.partial = partial
 
 
 class Discarded(Exception):
@@ -239,6 +253,7 @@ def claim_completion(generation_id: uuid.UUID, spec: dict) -> Generation | None:
     gen_id, user_id = str(generation_id), uuid.UUID(spec["user_id"])
     if not liveness.claim(gen_id, user_id):
         return None
+    queued_at = datetime.fromisoformat(spec["queued_at"])
     generation = Generation(
         id=generation_id,
         user_id=user_id,
@@ -247,13 +262,13 @@ def claim_completion(generation_id: uuid.UUID, spec: dict) -> Generation | None:
         provider=spec["provider"],
         model=spec["model"],
         request=spec["request"],
-        queued_at=datetime.fromisoformat(spec["queued_at"]),
+        queued_at=queued_at,
         attempts=1,
         # Claimed in Redis above: its row starts where a claim leads.
         status=CLAIM.target,
         started_at=_now(),
     )
-    if generation.queued_at >= _now() - timedelta(seconds=settings.generation_timeout_seconds):
+    if queued_at >= _now() - timedelta(seconds=settings.generation_timeout_seconds):
         return generation
     generation.status, generation.finished_at = FAIL.target, _now()
     generation.error_code, generation.error = NEVER_STARTED
@@ -303,7 +318,9 @@ def build_call(session: Session, generation: Generation) -> ProviderCall:
             .order_by(Message.id)
         ).all()
         history = [{"role": m.role, "content": m.content} for m in rows if m.content]
-        system_prompt = conversation.system_prompt or (ai_config and ai_config.system_prompt)
+        system_prompt = conversation.system_prompt or (
+            ai_config.system_prompt if ai_config else None
+        )
         messages = trim_history(
             system_prompt, history, context_window(generation.model, generation.provider)
         )
@@ -345,7 +362,8 @@ def stream_reply(
     call: ProviderCall,
     after_first_token: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Stream the provider's reply into `gen:{id}`, coalescing deltas; raises Cancelled.
+    """Stream the provider's reply into `gen:{id}`, coalescing deltas; raises Cancelled
+    or ReplyFailed, each with the reply so far.
     `after_first_token` runs once the first token is written, off its path to the client.
 
     Text and tool-call fragments are never pending together (a switch flushes), so
@@ -364,11 +382,12 @@ def stream_reply(
 
     def write_pending(target: Redis | Pipeline) -> None:
         if pending:
-            target.xadd(key, encode(DELTA, {"content": "".join(pending)}))
+            target.xadd(key, as_fields(encode(DELTA, {"content": "".join(pending)})))
             pending.clear()
         if pending_tools:
             # `content` stays present so clients that only concatenate text never break.
-            target.xadd(key, encode(DELTA, {"content": "", "tool_calls": list(pending_tools)}))
+            delta = {"content": "", "tool_calls": list(pending_tools)}
+            target.xadd(key, as_fields(encode(DELTA, delta)))
             pending_tools.clear()
 
     def flush() -> None:
@@ -380,7 +399,7 @@ def stream_reply(
         cancelled = pipe.execute()[-1]
         last_flush = time.monotonic()
         if cancelled:
-            raise Cancelled
+            raise Cancelled(outcome())
 
     def outcome() -> Outcome:
         return Outcome("".join(parts), usage, first_token_at, assemble(fragments), finish_reason)
@@ -418,11 +437,10 @@ def stream_reply(
             ):
                 flush()
         flush()
-    except (Cancelled, ProviderError) as exc:
+    except ProviderError as exc:
         # What was already relayed is also what gets stored: flush the tail first.
         write_pending(redis)
-        exc.partial = outcome()  # type: ignore[attr-defined]
-        raise
+        raise ReplyFailed(exc, outcome()) from exc
     return outcome()
 
 
@@ -551,7 +569,7 @@ def _store_end(
         usage = usage_payload(prompt, completion, estimated)
         if status == GenerationStatus.DONE:
             if message is None:
-                answer = {
+                answer: dict[str, Any] = {
                     "content": outcome.text,
                     "usage": usage,
                     "finish_reason": outcome.finish_reason or "stop",
@@ -646,7 +664,7 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
                     "workers.titles.generate", args=(str(generation.conversation_id),)
                 )
     except Cancelled as exc:
-        finished = end(GenerationStatus.CANCELLED, exc.partial, call)  # type: ignore[attr-defined]
+        finished = end(GenerationStatus.CANCELLED, exc.partial, call)
         if finished is not None:
             publish_terminal(generation_id, finished.event, finished.data, generation.user_id)
     except Discarded:
@@ -656,7 +674,7 @@ def generate(generation_id: str, spec: dict | None = None) -> None:
         # Its row was refused at the first token, which the client already has.
         unstorable(exc, produced=True)
     except (ProviderError, AppError) as exc:
-        partial = getattr(exc, "partial", Outcome("", Usage(), None))
+        partial = exc.partial if isinstance(exc, ReplyFailed) else Outcome("", Usage(), None)
         # A provider's own error text is stored too.
         message = storable_text(exc.message if isinstance(exc, ProviderError) else exc.detail)
         log.warning("generation failed", extra={"generation_id": generation_id, "error": message})

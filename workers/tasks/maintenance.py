@@ -23,7 +23,7 @@ from core.celery_app import celery_app
 from core.config import settings
 from core.db import worker_session
 from core.lifecycle import FAIL, MARK_LOST, MESSAGE_STATUS_AT_END
-from core.redis import sync_redis
+from core.redis import as_entries, as_strs, sync_redis
 from core.streams import (
     DELTA,
     ERROR,
@@ -43,7 +43,7 @@ WORKER_LOST = ("worker_lost", "The worker running this generation stopped; try a
 
 
 def _streamed_text(generation_id: str) -> str:
-    entries = sync_redis().xrange(stream_key(generation_id))
+    entries = as_entries(sync_redis().xrange(stream_key(generation_id)))
     return "".join(
         data["content"]
         for event, data in (decode(fields) for _, fields in entries)
@@ -53,7 +53,7 @@ def _streamed_text(generation_id: str) -> str:
 
 def _unstored_lost(redis: Redis) -> list[tuple[str, uuid.UUID]]:
     """Slot holders claimed as stateless completions whose worker is not alive."""
-    holders = redis.zrange(POOL_KEY, 0, -1)
+    holders = as_strs(redis.zrange(POOL_KEY, 0, -1))
     pipe = redis.pipeline(transaction=False)
     for gen_id in holders:
         pipe.get(claim_key(gen_id))

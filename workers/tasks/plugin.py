@@ -32,7 +32,7 @@ from core.plugin_accounts import (
     retry_delay,
     upstream_user_name,
 )
-from core.redis import sync_redis
+from core.redis import as_hash, as_str, sync_redis
 from models import PluginAccount, User
 from workers.providers.base import ProviderError
 
@@ -97,7 +97,7 @@ def chat_endpoint(session: Session, user_id: uuid.UUID) -> tuple[str, str]:
 
 
 def _read_journal(user_id: uuid.UUID) -> tuple[str, str] | None:
-    stored = sync_redis().get(provision_journal_key(user_id))
+    stored = as_str(sync_redis().get(provision_journal_key(user_id)))
     if stored is None:
         return None
     data = orjson.loads(decrypt_secret(stored))
@@ -220,7 +220,7 @@ def flush_last_used() -> int:
             store.rename(LAST_USED_KEY, LAST_USED_FLUSHING_KEY)
         except redis.exceptions.ResponseError:
             return 0  # nothing used since the last flush
-    used = store.hgetall(LAST_USED_FLUSHING_KEY)
+    used = as_hash(store.hgetall(LAST_USED_FLUSHING_KEY))
     rows = [
         {"owner": uuid.UUID(user_id), "used_at": datetime.fromisoformat(used_at)}
         for user_id, used_at in used.items()

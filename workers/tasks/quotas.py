@@ -5,7 +5,9 @@ period for every user whose period has ended."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import cast
 
 from celery.utils.log import get_task_logger
 from sqlalchemy import bindparam, extract, func, select, update
@@ -26,6 +28,10 @@ from models import ApiKey, User
 log = get_task_logger(__name__)
 
 BATCH = 1000
+# A user's two period columns are set together (core/quota.py `ensure_period`, and a new
+# user's row), and the queries below pick rows by quota_reset_at: both are set in them.
+PeriodRow = tuple[uuid.UUID, datetime, datetime]
+SeedRow = tuple[uuid.UUID, datetime, datetime, int]
 
 
 @celery_app.task(name="workers.quotas.sync")
@@ -83,7 +89,7 @@ def _reseed_missing(store) -> int:
         if not users:
             return seeded
         with store.pipeline(transaction=False) as pipe:
-            for user_id, start, reset_at, used in users:
+            for user_id, start, reset_at, used in cast(Sequence[SeedRow], users):
                 pipe.set(
                     counter_key(user_id, start), used, ex=counter_ttl_seconds(reset_at), nx=True
                 )
@@ -110,7 +116,7 @@ def reset_quotas() -> int:
                 break
             periods = [
                 (user_id, old_start, *next_period(old_start, reset_at, now))
-                for user_id, old_start, reset_at in due
+                for user_id, old_start, reset_at in cast(Sequence[PeriodRow], due)
             ]
             session.execute(
                 update(User),
