@@ -20,6 +20,32 @@ so concurrent tests need no shared mutable state:
   cannot store in text (OpenAI protocol)
 - `prompt_tokens=<n>`: report n prompt tokens in the usage (OpenAI protocol)
 
+Today's providers send more than text; these knobs ask for it:
+
+- `reasoning=<n>`: think first, in n fragments `r{i}-<tag> ` (`expected_reasoning`):
+  OpenAI-compatible `delta.reasoning_content` chunks (DeepSeek's, with `content: null`)
+  before the content or tool calls, `message.reasoning_content` when not streaming, and
+  `completion_tokens_details.reasoning_tokens`; Anthropic a `thinking` block
+  (`thinking_delta`s, then a `signature_delta`; `anthropic_protocol.thinking_signature`)
+- `cached=<n>`: n cached prompt tokens: OpenAI's `prompt_tokens_details.cached_tokens`,
+  Anthropic's `cache_read_input_tokens` (in `message_start` and `message_delta`)
+- `cache_hit=<n>`: DeepSeek's `prompt_cache_hit_tokens` (n) and `prompt_cache_miss_tokens`
+- `cache_write=<n>`: Anthropic's `cache_creation_input_tokens`
+- `redacted=1`: an Anthropic `redacted_thinking` block after the thinking
+- `tool=` on Anthropic: `tool_use` blocks, their input in `input_json_delta` fragments,
+  `stop_reason: tool_use`
+- `require_reasoning=1`: every assistant message with `tool_calls` must carry its
+  `reasoning_content`, or 400 as DeepSeek answers (`REASONING_MISSING`)
+- `require_signature=1`: a turn of Anthropic tool results must send the assistant's
+  thinking back first, signature unchanged, or 400 `invalid_request_error`
+
+A turn whose last message is a tool result is answered with text, knobs read from the
+last user message with text. Every request record holds what came back: OpenAI
+`reasoning_sent_back` (each assistant tool-call message's `reasoning_content`, None when
+missing) and Anthropic `thinking_sent_back` (the assistant thinking blocks).
+`GET /v1/models` (and `/models`) lists `FakeLLM.models[<api key>]` (`DEFAULT_MODELS`
+otherwise), in Anthropic's paged shape when the request carries `anthropic-version`.
+
 The reply is a pure function of the request (`openai_protocol.expected_reply`), and every
 request is recorded (`FakeLLM.requests`) for assertions.
 """
@@ -39,8 +65,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from tests.fakes import anthropic_protocol
 from tests.fakes.openai_protocol import (
     chunk_line,
+    expected_reasoning_tokens,
     expected_tokens,
     knobs_of,
     last_user_text,
@@ -50,6 +78,21 @@ from tests.fakes.server import serve_in_thread
 
 TITLE_MARKER = "title"
 UPSTREAM_ERROR_MESSAGE = "fake upstream refuses: secret-internal-detail"
+# DeepSeek's answer (400) to a thinking-mode tool-call turn sent back without its reasoning.
+REASONING_MISSING = {
+    "error": {
+        "message": "The reasoning_content in the thinking mode must be passed back to the API.",
+        "type": "invalid_request_error",
+        "param": None,
+        "code": "invalid_request_error",
+    }
+}
+# What `GET /v1/models` lists for the keys `llm_env` gives the providers.
+DEFAULT_MODELS: dict[str, list[str]] = {
+    "sk-fake-deepseek": ["deepseek-v4-flash", "deepseek-v4-pro"],
+    "sk-fake-kimi": ["kimi-k2.6", "kimi-k2.5", "moonshot-v1-32k"],
+    "sk-ant-fake": ["claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5"],
+}
 
 
 def expected_tool_calls(content: str) -> list[dict[str, Any]]:
@@ -122,25 +165,38 @@ async def _paced(knobs: dict[str, str], items: list[Any]) -> AsyncIterator[Any]:
 async def openai_answer(body: dict[str, Any], knobs: dict[str, str], tokens: list[str]) -> Response:
     """OpenAI's answer to a chat completion request: `tokens` as the text (or the
     `tool=` knob's calls), one `chat.completion` or a chunk stream ending in usage."""
-    calls = expected_tool_calls(last_user_text(body))
-    deltas = _tool_call_deltas(calls) if calls else [{"content": token} for token in tokens]
+    messages = body.get("messages") or []
+    after_tools = bool(messages) and messages[-1].get("role") == "tool"
+    calls = [] if after_tools else expected_tool_calls(last_user_text(body))
+    reasoning = expected_reasoning_tokens(last_user_text(body))
+    deltas = [{"content": None, "reasoning_content": piece} for piece in reasoning]
+    deltas += _tool_call_deltas(calls) if calls else [{"content": token} for token in tokens]
     finish = knobs.get("finish") or ("tool_calls" if calls else "stop")
     prompt_tokens = int(knobs.get("prompt_tokens") or _prompt_tokens(body))
-    usage = None
+    usage: dict[str, Any] | None = None
     if not knobs.get("no_usage"):
         usage = {
             "prompt_tokens": prompt_tokens,
             "completion_tokens": len(deltas),
             "total_tokens": prompt_tokens + len(deltas),
         }
+        if "cached" in knobs:
+            usage["prompt_tokens_details"] = {"cached_tokens": int(knobs["cached"])}
+        if reasoning:
+            usage["completion_tokens_details"] = {"reasoning_tokens": len(reasoning)}
+        if "cache_hit" in knobs:
+            usage["prompt_cache_hit_tokens"] = int(knobs["cache_hit"])
+            usage["prompt_cache_miss_tokens"] = prompt_tokens - int(knobs["cache_hit"])
     completion_id = f"chatcmpl-{uuid.uuid4().hex[:12]}"
     model = body.get("model", "fake")
     if not body.get("stream"):
         paced = [item async for item in _paced(knobs, deltas)]
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": "".join(item.get("content", "") for item in paced) or None,
+            "content": "".join(item.get("content") or "" for item in paced) or None,
         }
+        if reasoning:
+            message["reasoning_content"] = "".join(reasoning)
         if calls:
             message["tool_calls"] = calls
         answer: dict[str, Any] = {
@@ -173,16 +229,27 @@ async def openai_answer(body: dict[str, Any], knobs: dict[str, str], tokens: lis
     return StreamingResponse(events(), media_type="text/event-stream")
 
 
+def _api_key(request: Request) -> str:
+    """The key a request carries: Anthropic's `x-api-key` or a bearer token (which
+    OpenAI clients and the `anthropic` SDK send)."""
+    bearer = request.headers.get("authorization", "").removeprefix("Bearer ")
+    return request.headers.get("x-api-key") or bearer
+
+
 class FakeLLM:
     def __init__(self) -> None:
         self.requests: list[dict[str, Any]] = []
         self.base_url = ""
+        # The ids `GET /v1/models` lists, per API key; tests set their own key's list.
+        self.models: dict[str, list[str]] = {k: list(v) for k, v in DEFAULT_MODELS.items()}
         self._lock = threading.Lock()
         self.app = Starlette(
             routes=[
                 Route("/chat/completions", self.openai, methods=["POST"]),
                 Route("/v1/chat/completions", self.openai, methods=["POST"]),
                 Route("/v1/messages", self.anthropic, methods=["POST"]),
+                Route("/models", self.list_models, methods=["GET"]),
+                Route("/v1/models", self.list_models, methods=["GET"]),
             ]
         )
 
@@ -190,27 +257,64 @@ class FakeLLM:
         with self._lock:
             return [r for r in self.requests if r["knobs"].get("tag") == tag]
 
+    def _append(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self.requests.append(record)
+
     async def _record(self, request: Request, protocol: str) -> tuple[dict, str, dict, bool]:
         body = await request.json()
         messages = body.get("messages", [])
-        last_user = last_user_text(body)
+        last_user = (
+            anthropic_protocol.knob_text(body) if protocol == "anthropic" else last_user_text(body)
+        )
         system = body.get("system") or "".join(
             text_of(m["content"]) for m in messages if m.get("role") == "system"
         )
         is_title = TITLE_MARKER in str(system).lower() and "short title" in str(system).lower()
         knobs = knobs_of(last_user)
-        with self._lock:
-            self.requests.append(
-                {
-                    "protocol": protocol,
-                    "path": request.url.path,
-                    "headers": dict(request.headers),
-                    "body": body,
-                    "knobs": knobs,
-                    "is_title": is_title,
-                }
-            )
+        record = {
+            "protocol": protocol,
+            "path": request.url.path,
+            "headers": dict(request.headers),
+            "api_key": _api_key(request),
+            "body": body,
+            "knobs": knobs,
+            "is_title": is_title,
+        }
+        if protocol == "anthropic":
+            record["thinking_sent_back"] = anthropic_protocol.thinking_sent_back(body)
+        else:
+            record["reasoning_sent_back"] = [
+                m.get("reasoning_content")
+                for m in messages
+                if m.get("role") == "assistant" and m.get("tool_calls")
+            ]
+        self._append(record)
         return body, last_user, knobs, is_title
+
+    # Model lists -------------------------------------------------------------
+
+    async def list_models(self, request: Request) -> Response:
+        anthropic = "anthropic-version" in request.headers
+        key = _api_key(request)
+        self._append(
+            {
+                "protocol": "anthropic" if anthropic else "openai",
+                "path": request.url.path,
+                "headers": dict(request.headers),
+                "api_key": key,
+                "body": {},
+                "knobs": {},
+                "is_title": False,
+            }
+        )
+        with self._lock:
+            ids = list(self.models.get(key, []))
+        if not anthropic:
+            owner = key.removeprefix("sk-fake-") or "fake"
+            data = [{"id": i, "object": "model", "created": 0, "owned_by": owner} for i in ids]
+            return JSONResponse({"object": "list", "data": data})
+        return JSONResponse(anthropic_protocol.models_page(ids, request.query_params))
 
     # OpenAI chat completions -------------------------------------------------
 
@@ -228,6 +332,12 @@ class FakeLLM:
                 },
                 status_code=int(status),
             )
+        if knobs.get("require_reasoning") and any(
+            not isinstance(m.get("reasoning_content"), str)
+            for m in body.get("messages", [])
+            if m.get("role") == "assistant" and m.get("tool_calls")
+        ):
+            return JSONResponse(REASONING_MISSING, status_code=400)
         tokens = [title_reply(last_user)] if is_title else expected_tokens(last_user)
         if "nul" in knobs and not is_title:
             index = int(knobs["nul"])
@@ -247,22 +357,37 @@ class FakeLLM:
                 },
                 status_code=int(status),
             )
+        refusal = knobs.get("require_signature") and anthropic_protocol.signature_error(body)
+        if refusal:
+            return JSONResponse(
+                {"type": "error", "error": {"type": "invalid_request_error", "message": refusal}},
+                status_code=400,
+            )
         tokens = [title_reply(last_user)] if is_title else expected_tokens(last_user)
-        input_tokens = _prompt_tokens(body)
+        tool_results = anthropic_protocol.is_tool_result_turn(body)
+        if is_title:
+            blocks: list[dict[str, Any]] = [{"type": "text", "text": tokens[0]}]
+        else:
+            blocks = anthropic_protocol.expected_blocks(last_user, tool_results=tool_results)
+        plan = list(anthropic_protocol.stream_plan(blocks, tokens))
+        deltas = [payload for name, payload in plan if name == "content_block_delta"]
+        usage = anthropic_protocol.usage_of(knobs, _prompt_tokens(body), len(deltas))
+        stop_reason = "tool_use" if blocks[-1]["type"] == "tool_use" else "end_turn"
         message_id = f"msg_{uuid.uuid4().hex[:12]}"
         model = body.get("model", "fake")
         if not body.get("stream"):
-            text = "".join([t async for t in _paced(knobs, tokens)])
+            async for _ in _paced(knobs, deltas):
+                pass
             return JSONResponse(
                 {
                     "id": message_id,
                     "type": "message",
                     "role": "assistant",
                     "model": model,
-                    "content": [{"type": "text", "text": text}],
-                    "stop_reason": "end_turn",
+                    "content": blocks,
+                    "stop_reason": stop_reason,
                     "stop_sequence": None,
-                    "usage": {"input_tokens": input_tokens, "output_tokens": len(tokens)},
+                    "usage": usage,
                 }
             )
 
@@ -281,25 +406,20 @@ class FakeLLM:
                         "content": [],
                         "stop_reason": None,
                         "stop_sequence": None,
-                        "usage": {"input_tokens": input_tokens, "output_tokens": 1},
+                        "usage": {**usage, "output_tokens": 1},
                     }
                 },
             )
-            yield event(
-                "content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}
-            )
-            yield event("ping", {})
-            async for token in _paced(knobs, tokens):
-                yield event(
-                    "content_block_delta",
-                    {"index": 0, "delta": {"type": "text_delta", "text": token}},
-                )
-            yield event("content_block_stop", {"index": 0})
+            paced = aiter(_paced(knobs, deltas))
+            for name, payload in plan:
+                if name == "content_block_delta":
+                    payload = await anext(paced)
+                yield event(name, payload)
             yield event(
                 "message_delta",
                 {
-                    "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                    "usage": {"output_tokens": len(tokens)},
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": {k: v for k, v in usage.items() if k != "input_tokens"},
                 },
             )
             yield event("message_stop", {})

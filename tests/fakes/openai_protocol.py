@@ -35,6 +35,17 @@ def expected_reply(content: str) -> str:
     return "".join(expected_tokens(content))
 
 
+def expected_reasoning_tokens(content: str) -> list[str]:
+    """The thinking a `reasoning=<n>` knob asks for, streamed before the reply: `r{i}-<tag> `."""
+    knobs = knobs_of(content)
+    tag = knobs.get("tag", "x")
+    return [f"r{i}-{tag} " for i in range(int(knobs.get("reasoning", "0")))]
+
+
+def expected_reasoning(content: str) -> str:
+    return "".join(expected_reasoning_tokens(content))
+
+
 def text_of(content: Any) -> str:
     """A message's text, whether a string or a list of content parts."""
     if isinstance(content, str):
