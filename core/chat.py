@@ -9,9 +9,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from core.errors import Forbidden
 from core.input_rules import storable_text
-from core.plans import model_spec, plan_allows, plan_spec
+from core.plans import allowed_model, model_spec, plan_spec
 from core.providers import CUSTOM_PROVIDER, LOCAL_PROVIDER, provider_api_key
 from core.providers import PLUGIN_PROVIDER as PLUGIN_PROVIDER  # re-exported for the workers
 
@@ -31,14 +30,7 @@ class Route:
 
 def route_for_model(plan: str, model: str) -> Route:
     """The platform route for `model`, refused when the plan does not include it."""
-    spec = model_spec(model)
-    if spec is None:
-        raise Forbidden(f"Unknown model {model!r}.", code="model_not_allowed")
-    if not plan_allows(plan, model):
-        raise Forbidden(
-            f"The {plan} plan does not include {model!r}; upgrade to {spec.min_plan}.",
-            code="model_not_allowed",
-        )
+    spec = allowed_model(plan, model)
     # Without a key the built-in provider answers, so a fresh install streams end to end.
     provider = spec.provider if provider_api_key(spec.provider) else LOCAL_PROVIDER
     return Route(provider=provider, model=model)

@@ -21,11 +21,14 @@ def test_every_catalogue_model_has_a_platform_provider() -> None:
 def test_every_provider_has_an_adapter_of_its_kind() -> None:
     for name, spec in PROVIDERS.items():
         adapter = provider_for(name)
-        assert type(adapter).__name__ == {
-            AdapterKind.OPENAI_COMPATIBLE: "OpenAICompatible",
-            AdapterKind.ANTHROPIC: "Anthropic",
-            AdapterKind.LOCAL: "Local",
-        }[spec.adapter]
+        assert (
+            type(adapter).__name__
+            == {
+                AdapterKind.OPENAI_COMPATIBLE: "OpenAICompatible",
+                AdapterKind.ANTHROPIC: "Anthropic",
+                AdapterKind.LOCAL: "Local",
+            }[spec.adapter]
+        )
     assert speaks_openai("deepseek") and speaks_openai("plugin") and not speaks_openai("anthropic")
     assert platform_endpoint("local") == ("", "")
     assert platform_endpoint("kimi")[0] == settings.kimi_base_url
