@@ -21,13 +21,16 @@ class AdapterKind(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ProviderSpec:
-    """One provider. A platform provider's endpoint comes from two settings; the others'
-    comes from the user (their model config, their plug-in-api account) at call time."""
+    """One provider. A platform provider's endpoint and key come from two settings;
+    plug-in-api's base URL from a setting and its key from the user's account; a model
+    config's from the user, at call time."""
 
     name: str
     adapter: AdapterKind
     base_url_setting: str | None = None
     api_key_setting: str | None = None
+    # Appended to the base URL setting (plug-in-api serves its OpenAI API under /v1).
+    base_path: str = ""
     # How its errors name it, where that differs from `name`.
     label: str = ""
 
@@ -37,10 +40,14 @@ class ProviderSpec:
 
     @property
     def is_platform(self) -> bool:
-        return self.base_url_setting is not None
+        """Called with the platform's own key (from settings), not a user's."""
+        return self.api_key_setting is not None
 
     def base_url(self) -> str:
-        return str(getattr(settings, self.base_url_setting)) if self.base_url_setting else ""
+        if self.base_url_setting is None:
+            return ""
+        url = str(getattr(settings, self.base_url_setting))
+        return url.rstrip("/") + self.base_path if self.base_path else url
 
     def api_key(self) -> str | None:
         return getattr(settings, self.api_key_setting) if self.api_key_setting else None
@@ -62,7 +69,13 @@ PROVIDERS: dict[str, ProviderSpec] = {
         ProviderSpec("kimi", AdapterKind.OPENAI_COMPATIBLE, "kimi_base_url", "kimi_api_key"),
         ProviderSpec("anthropic", AdapterKind.ANTHROPIC, "anthropic_base_url", "anthropic_api_key"),
         ProviderSpec(CUSTOM_PROVIDER, AdapterKind.OPENAI_COMPATIBLE),
-        ProviderSpec(PLUGIN_PROVIDER, AdapterKind.OPENAI_COMPATIBLE, label="plug-in-api"),
+        ProviderSpec(
+            PLUGIN_PROVIDER,
+            AdapterKind.OPENAI_COMPATIBLE,
+            "plugin_api_base_url",
+            base_path="/v1",
+            label="plug-in-api",
+        ),
         ProviderSpec(LOCAL_PROVIDER, AdapterKind.LOCAL),
     )
 }
@@ -75,7 +88,7 @@ def provider_spec(name: str) -> ProviderSpec:
 def provider_api_key(name: str) -> str | None:
     """A platform provider's key; None when unset or for a provider keyed per user."""
     spec = PROVIDERS.get(name)
-    return spec.api_key() if spec and spec.is_platform else None
+    return spec.api_key() if spec else None
 
 
 def platform_endpoint(name: str) -> tuple[str, str]:

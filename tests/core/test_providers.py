@@ -32,3 +32,8 @@ def test_every_provider_has_an_adapter_of_its_kind() -> None:
     assert speaks_openai("deepseek") and speaks_openai("plugin") and not speaks_openai("anthropic")
     assert platform_endpoint("local") == ("", "")
     assert platform_endpoint("kimi")[0] == settings.kimi_base_url
+
+
+def test_plugin_api_base_url_comes_from_the_table() -> None:
+    assert PROVIDERS["plugin"].base_url() == settings.plugin_api_base_url.rstrip("/") + "/v1"
+    assert not PROVIDERS["plugin"].is_platform
