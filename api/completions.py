@@ -23,13 +23,12 @@ from api.schemas.openai import (
     Choice,
     CompletionUsage,
 )
-from core.chat import CUSTOM_PROVIDER, PLUGIN_PROVIDER, Route
+from core.chat import Route
 from core.errors import AppError
+from core.providers import speaks_openai
 from core.quota import QuotaSubject
 from core.streams import CANCELLED, DELTA, DONE, ERROR, START
 
-# Adapters that speak OpenAI's protocol and so take tools, response_format and content parts.
-OPENAI_COMPATIBLE = frozenset({"deepseek", "kimi", CUSTOM_PROVIDER, PLUGIN_PROVIDER})
 PASSED_THROUGH = (
     "temperature",
     "top_p",
@@ -61,7 +60,7 @@ def _provider_request(body: ChatCompletionRequest, provider: str) -> dict[str, A
     max_tokens = body.max_completion_tokens or body.max_tokens
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
-    if provider in OPENAI_COMPATIBLE:
+    if speaks_openai(provider):
         params.update(body.model_dump(include=set(OPENAI_ONLY), exclude_none=True))
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
     else:

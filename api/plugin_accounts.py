@@ -21,10 +21,11 @@ from core.crypto import decrypt_secret
 from core.db import async_session_factory
 from core.errors import Conflict
 from core.plugin_accounts import (
-    ACTIVE,
     LAST_USED_FLUSHING_KEY,
     LAST_USED_KEY,
+    UsableAccount,
     insert_pending_accounts,
+    usable,
 )
 from models import PluginAccount, User
 
@@ -57,15 +58,12 @@ class PluginCredentials:
     api_key: str
 
 
-async def active_account(session: AsyncSession, user_id: uuid.UUID) -> PluginAccount:
-    """The user's provisioned account, or 409 `plugin_account_pending`."""
-    account = await session.scalar(select(PluginAccount).where(PluginAccount.user_id == user_id))
-    if (
-        account is None
-        or account.status != ACTIVE
-        or account.api_key_encrypted is None
-        or account.plugin_user_id is None
-    ):
+async def active_account(session: AsyncSession, user_id: uuid.UUID) -> UsableAccount:
+    """The user's usable account, or 409 `plugin_account_pending`."""
+    account = usable(
+        await session.scalar(select(PluginAccount).where(PluginAccount.user_id == user_id))
+    )
+    if account is None:
         raise Conflict(
             "Your plug-in API account is still being set up; try again shortly.",
             code="plugin_account_pending",
@@ -75,8 +73,6 @@ async def active_account(session: AsyncSession, user_id: uuid.UUID) -> PluginAcc
 
 async def active_credentials(session: AsyncSession, user_id: uuid.UUID) -> PluginCredentials:
     account = await active_account(session, user_id)
-    # Checked by active_account, which answers 409 for an account without them.
-    assert account.plugin_user_id is not None and account.api_key_encrypted is not None
     return PluginCredentials(
         user_id=user_id,
         plugin_user_id=account.plugin_user_id,

@@ -32,33 +32,39 @@ from redis.client import Pipeline
 from core.config import settings
 from core.errors import AppError, Unavailable
 from core.redis import sync_redis
+from core.start_script import Verdict
 
 POOL_KEY = "admission:pool:chat"
-POOL_FULL, USER_FULL = 4, 5
 # A refused client retries after this; slots free as fast as replies finish.
 RETRY_AFTER_SECONDS = 1
 POOL_FULL_MESSAGE = "Every worker is busy; try again shortly."
 
 # The capacity half of core/gate.py's start script, in two Lua fragments: the
 # check runs after the quota's check (contractual limits are judged first), the
-# take only once everything passed. KEYS[4] pool set, KEYS[5] user set.
-# ARGV[8] pool limit, ARGV[9] user limit, ARGV[10] slot ttl ms; ARGV[6] is the
-# generation id and `now`, `limit`, `remaining`, `wait` come from the quota check.
-# Returns {POOL_FULL or USER_FULL, rpm limit, remaining, wait ms} when refusing;
-# `in_pool` (the pool's slots in use before this one) is for the admitted reply.
+# take only once everything passed. The names they read are core/start_script.py's
+# layout; `now`, `used`, `limit`, `remaining` and `wait` come from the quota check.
+# Refuses POOL_FULL or USER_FULL with the untouched rpm window; leaves `in_pool`
+# (the pool's slots in use before this one) for the admitted reply.
 CAPACITY_CHECK_LUA = """
-redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', now)
-redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', now)
-local in_pool = redis.call('ZCARD', KEYS[4])
-if in_pool >= tonumber(ARGV[8]) then return {4, limit, remaining, wait} end
-if redis.call('ZCARD', KEYS[5]) >= tonumber(ARGV[9]) then return {5, limit, remaining, wait} end
+redis.call('ZREMRANGEBYSCORE', pool_key, '-inf', now)
+redis.call('ZREMRANGEBYSCORE', user_slots_key, '-inf', now)
+local in_pool = redis.call('ZCARD', pool_key)
+local full = nil
+if in_pool >= tonumber(pool_limit) then
+  full = POOL_FULL
+elseif redis.call('ZCARD', user_slots_key) >= tonumber(user_stream_limit) then
+  full = USER_FULL
+end
+if full then
+  return reply{status = full, used = used, limit = limit, remaining = remaining, wait_ms = wait}
+end
 """
 
 CAPACITY_TAKE_LUA = """
-local expires = now + tonumber(ARGV[10])
-redis.call('ZADD', KEYS[4], expires, ARGV[6])
-redis.call('ZADD', KEYS[5], expires, ARGV[6])
-redis.call('PEXPIRE', KEYS[5], ARGV[10])
+local expires = now + tonumber(slot_ttl_ms)
+redis.call('ZADD', pool_key, expires, request_id)
+redis.call('ZADD', user_slots_key, expires, request_id)
+redis.call('PEXPIRE', user_slots_key, slot_ttl_ms)
 """
 
 
@@ -75,25 +81,15 @@ def pool_limit() -> int:
     return settings.chat_max_streams or settings.worker_concurrency
 
 
-def _slot_ttl_ms() -> int:
+def slot_ttl_ms() -> int:
     # Longer than any generation may run, so only a slot nobody released ever expires.
     return (settings.generation_timeout_seconds + 60) * 1000
 
 
-def capacity_keys(user_id: uuid.UUID) -> list[str]:
-    """KEYS[4..5] of the capacity fragments."""
-    return [POOL_KEY, user_key(user_id)]
-
-
-def capacity_args() -> list[int]:
-    """ARGV[8..10] of the capacity fragments."""
-    return [pool_limit(), settings.chat_max_streams_per_user, _slot_ttl_ms()]
-
-
-def refuse(status: int, rate_headers: dict[str, str]) -> NoReturn:
+def refuse(verdict: Verdict, rate_headers: dict[str, str]) -> NoReturn:
     """Raise 503 (pool full) or 429 (user's limit; with the untouched rpm window's headers)."""
     retry = {"Retry-After": str(RETRY_AFTER_SECONDS)}
-    if status == POOL_FULL:
+    if verdict == Verdict.POOL_FULL:
         raise Unavailable(POOL_FULL_MESSAGE, headers=retry)
     raise TooManyStreams(
         f"At most {settings.chat_max_streams_per_user} generations may stream at once "

@@ -18,14 +18,16 @@ import json
 import secrets
 import uuid
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.errors import Unauthorized
+from core.errors import Forbidden, Unauthorized
+from core.plans import plan_spec
 from core.quota import QuotaSubject, ensure_period
 from core.security import hash_token
 from models import ApiKey, User
@@ -63,6 +65,62 @@ def auth_cache_key(key_hash: str) -> str:
 
 def is_expired(expires_at: datetime | None, now: datetime | None = None) -> bool:
     return expires_at is not None and expires_at <= (now or datetime.now(UTC))
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A key just created: its row and the full key, shown to its owner only once."""
+
+    row: ApiKey
+    full_key: str
+
+
+async def create_api_key(
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    *,
+    name: str,
+    description: str | None = None,
+    rate_limit: int | None = None,
+    expires_in_days: int | None = None,
+) -> NewKey:
+    """Create and commit a key for the user, or 403 `api_key_limit` when their plan's
+    maximum of live keys is reached. Every creator of a key goes through here."""
+    # Locking the user row serialises concurrent creates, so the plan's maximum holds;
+    # the plan is read under the same lock, so a concurrent plan change cannot slip by.
+    plan = await session.scalar(select(User.plan).where(User.id == user_id).with_for_update())
+    if plan is None:
+        raise Unauthorized("The user no longer exists.", code="token_invalid")
+    now = datetime.now(UTC)
+    live = await session.scalar(
+        select(func.count(ApiKey.id)).where(
+            ApiKey.user_id == user_id,
+            ApiKey.is_active,
+            (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > now),
+        )
+    )
+    limit = plan_spec(plan).max_api_keys
+    if (live or 0) >= limit:
+        raise Forbidden(
+            f"The {plan} plan allows {limit} active API keys; revoke one first.",
+            code="api_key_limit",
+        )
+    full_key = generate_key()
+    key = ApiKey(
+        user_id=user_id,
+        name=name,
+        description=description,
+        key_hash=hash_token(full_key),
+        key_prefix=display_prefix(full_key),
+        rate_limit=rate_limit,
+        expires_at=now + timedelta(days=expires_in_days) if expires_in_days else None,
+        total_requests=0,
+        is_active=True,
+        created_at=now,
+    )
+    session.add(key)
+    await session.commit()
+    return NewKey(row=key, full_key=full_key)
 
 
 # KEYS: auth cache entry, use counter hash, last-used hash. ARGV: now (epoch s, ISO).

@@ -9,17 +9,11 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from core.config import settings
-from core.errors import Forbidden
 from core.input_rules import storable_text
-from core.plans import model_spec, plan_allows, plan_spec
+from core.plans import allowed_model, model_spec, plan_spec
+from core.providers import CUSTOM_PROVIDER, LOCAL_PROVIDER, provider_api_key
+from core.providers import PLUGIN_PROVIDER as PLUGIN_PROVIDER  # re-exported for the workers
 
-# The provider name recorded for a user's own endpoint (a model config).
-CUSTOM_PROVIDER = "custom"
-# The built-in deterministic provider, used when a platform provider has no key.
-LOCAL_PROVIDER = "local"
-# plug-in-api's OpenAI-compatible chat, called with the user's own plug-in-api key.
-PLUGIN_PROVIDER = "plugin"
 # Context window assumed for a user's own endpoint, whose size we cannot know.
 CUSTOM_CONTEXT_WINDOW = 16_000
 TITLE_MAX_CHARS = 60
@@ -34,24 +28,9 @@ class Route:
     model_config_id: object | None = None
 
 
-def provider_api_key(provider: str) -> str | None:
-    return {
-        "deepseek": settings.deepseek_api_key,
-        "kimi": settings.kimi_api_key,
-        "anthropic": settings.anthropic_api_key,
-    }.get(provider)
-
-
 def route_for_model(plan: str, model: str) -> Route:
     """The platform route for `model`, refused when the plan does not include it."""
-    spec = model_spec(model)
-    if spec is None:
-        raise Forbidden(f"Unknown model {model!r}.", code="model_not_allowed")
-    if not plan_allows(plan, model):
-        raise Forbidden(
-            f"The {plan} plan does not include {model!r}; upgrade to {spec.min_plan}.",
-            code="model_not_allowed",
-        )
+    spec = allowed_model(plan, model)
     # Without a key the built-in provider answers, so a fresh install streams end to end.
     provider = spec.provider if provider_api_key(spec.provider) else LOCAL_PROVIDER
     return Route(provider=provider, model=model)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
@@ -23,41 +23,43 @@ from redis.exceptions import NoScriptError
 from core.admission import (
     CAPACITY_CHECK_LUA,
     CAPACITY_TAKE_LUA,
-    POOL_FULL,
-    USER_FULL,
-    capacity_args,
-    capacity_keys,
+    POOL_KEY,
     pool_limit,
     pool_view,
     refuse,
+    slot_ttl_ms,
+    user_key,
 )
+from core.config import settings
 from core.quota import (
-    NEEDS_SEED,
     QUOTA_CHECK_LUA,
     QUOTA_TAKE_LUA,
+    RATE_WINDOW_MS,
     Grant,
     QuotaSubject,
+    counter_key,
+    counter_ttl_seconds,
     outcome,
-    quota_args,
-    quota_keys,
     window_headers,
+    window_keys,
 )
+from core.start_script import StartArgs, StartKeys, StartReply, Verdict, as_list, prelude
 
-# KEYS[6] stream, KEYS[7] task queue, KEYS[8] the relaying process' wake stream
-# ('' for none of them). ARGV[11] start event fields (event, data), ARGV[13]
-# stream ttl, ARGV[14] task message, ARGV[15] wake stream ttl.
+# A stateless completion's opening: its stream's first entry, its task message and
+# the entry that wakes the relaying process.
 OPEN_LUA = """
-if KEYS[6] ~= '' then
-  redis.call('XADD', KEYS[6], '*', 'event', ARGV[11], 'data', ARGV[12])
-  redis.call('EXPIRE', KEYS[6], ARGV[13])
-  redis.call('LPUSH', KEYS[7], ARGV[14])
-  redis.call('XADD', KEYS[8], 'MAXLEN', '1', '*', 'w', '1')
-  redis.call('EXPIRE', KEYS[8], ARGV[15])
+if stream_key ~= '' then
+  redis.call('XADD', stream_key, '*', 'event', start_event, 'data', start_data)
+  redis.call('EXPIRE', stream_key, stream_ttl_seconds)
+  redis.call('LPUSH', queue_key, task_message)
+  redis.call('XADD', wake_key, 'MAXLEN', '1', '*', 'w', '1')
+  redis.call('EXPIRE', wake_key, wake_ttl_seconds)
 end
 """
 
 START_SCRIPT = (
-    """
+    prelude()
+    + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
@@ -66,7 +68,8 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     + QUOTA_TAKE_LUA
     + CAPACITY_TAKE_LUA
     + OPEN_LUA
-    + "return {0, used, limit, remaining - 1, wait, in_pool + 1}\n"
+    + "return reply{status = ADMITTED, used = used, limit = limit, remaining = remaining - 1,"
+    + " wait_ms = wait, in_pool = in_pool + 1}\n"
 )
 # EVALSHA spares sending the script's text with every request.
 START_SHA = hashlib.sha1(START_SCRIPT.encode()).hexdigest()
@@ -89,6 +92,9 @@ class Opening:
     wake_ttl_seconds: int
 
 
+_NO_OPENING = Opening("", "", "", 0, "", "", "", 0)
+
+
 async def admit(
     store: aioredis.Redis,
     subject: QuotaSubject,
@@ -103,33 +109,51 @@ async def admit(
     Redis lost the counter. The generation id is the reservation's id, so a refund
     gives back exactly its rate-window slots."""
     request_id = str(generation_id)
-    keys = [*quota_keys(subject), *capacity_keys(subject.user_id), "", "", ""]
-    tail: list[str | int] = ["", "", 0, "", 0]
-    if opening is not None:
-        keys[5:] = [opening.stream_key, opening.queue, opening.wake_key]
-        tail = [
-            opening.event,
-            opening.data,
-            opening.stream_ttl_seconds,
-            opening.task_message,
-            opening.wake_ttl_seconds,
-        ]
-    seed = -1
+    user_window_key, key_window_key = window_keys(subject.user_id, subject.api_key_id)
+    opened = opening or _NO_OPENING
+    keys = as_list(
+        StartKeys(
+            counter_key=counter_key(subject.user_id, subject.period_start_at),
+            user_window_key=user_window_key,
+            key_window_key=key_window_key,
+            pool_key=POOL_KEY,
+            user_slots_key=user_key(subject.user_id),
+            stream_key=opened.stream_key,
+            queue_key=opened.queue,
+            wake_key=opened.wake_key,
+        )
+    )
+    args = StartArgs(
+        monthly_limit=subject.monthly_limit,
+        plan_rpm=subject.rpm,
+        key_rpm=subject.key_rate_limit or 0,
+        seed=-1,
+        counter_ttl_seconds=counter_ttl_seconds(subject.reset_at),
+        request_id=request_id,
+        window_ms=RATE_WINDOW_MS,
+        pool_limit=pool_limit(),
+        user_stream_limit=settings.chat_max_streams_per_user,
+        slot_ttl_ms=slot_ttl_ms(),
+        start_event=opened.event,
+        start_data=opened.data,
+        stream_ttl_seconds=opened.stream_ttl_seconds,
+        task_message=opened.task_message,
+        wake_ttl_seconds=opened.wake_ttl_seconds,
+    )
     while True:
-        args = [*quota_args(subject, request_id, seed), *capacity_args(), *tail]
+        argv = as_list(args)
         try:
-            reply = await store.evalsha(START_SHA, len(keys), *keys, *args)
+            raw = await store.evalsha(START_SHA, len(keys), *keys, *argv)
         except NoScriptError:
-            reply = await store.eval(START_SCRIPT, len(keys), *keys, *args)
-        if int(reply[0]) != NEEDS_SEED or seed >= 0:
+            raw = await store.eval(START_SCRIPT, len(keys), *keys, *argv)
+        reply = StartReply.parse(raw)
+        if reply.status != Verdict.NEEDS_SEED or args.seed >= 0:
             break
-        seed = await load_used()
-    status = int(reply[0])
-    if status == 0:
-        pool_view.observe(int(reply[5]))
+        args = replace(args, seed=await load_used())
+    if reply.status == Verdict.ADMITTED:
+        pool_view.observe(reply.in_pool)
     else:
-        pool_view.observe(pool_limit() if status == POOL_FULL else None)
-    if status in (POOL_FULL, USER_FULL):
-        limit, remaining, wait_ms = (int(x) for x in reply[1:4])
-        refuse(status, window_headers(limit, remaining, wait_ms))
+        pool_view.observe(pool_limit() if reply.status == Verdict.POOL_FULL else None)
+    if reply.status in (Verdict.POOL_FULL, Verdict.USER_FULL):
+        refuse(reply.status, window_headers(reply.limit, reply.remaining, reply.wait_ms))
     return outcome(subject, request_id, reply)

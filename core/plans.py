@@ -7,6 +7,7 @@ free < pro < max); the catalogue and the plan table live in settings.
 from __future__ import annotations
 
 from core.config import PLAN_ORDER, ModelSpec, PlanSpec, settings
+from core.errors import Forbidden
 
 
 def plan_spec(plan: str) -> PlanSpec:
@@ -34,3 +35,17 @@ def model_spec(model: str) -> ModelSpec | None:
 def plan_allows(plan: str, model: str) -> bool:
     spec = model_spec(model)
     return spec is not None and plan_rank(spec.min_plan) <= plan_rank(plan)
+
+
+def allowed_model(plan: str, model: str) -> ModelSpec:
+    """The catalogue entry of `model`, or 403 `model_not_allowed` when the plan may not
+    use it (an unknown model included): the one answer wherever a model is chosen."""
+    spec = model_spec(model)
+    if spec is None:
+        raise Forbidden(f"Unknown model {model!r}.", code="model_not_allowed")
+    if not plan_allows(plan, model):
+        raise Forbidden(
+            f"The {plan} plan does not include {model!r}; upgrade to {spec.min_plan}.",
+            code="model_not_allowed",
+        )
+    return spec

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
+from dataclasses import dataclass
 from typing import Final, Literal
 
 from sqlalchemy import ColumnElement, exists, func, select
@@ -29,6 +30,28 @@ LAST_USED_KEY = "plugin:last_used"
 LAST_USED_FLUSHING_KEY = "plugin:last_used:flushing"
 # Long enough to outlive any outage of PostgreSQL that made a commit fail.
 JOURNAL_TTL_SECONDS = 30 * 24 * 3600
+
+
+@dataclass(frozen=True, slots=True)
+class UsableAccount:
+    """What a call with the user's plug-in-api account needs (the key still encrypted)."""
+
+    plugin_user_id: str
+    api_key_encrypted: str
+
+
+def usable(account: PluginAccount | None) -> UsableAccount | None:
+    """The account when it may be called with: provisioned (`active`) with its upstream
+    user id and key; None while it is missing, pending or failed. The one definition
+    for the API's proxy and the workers' plug-in-api chat."""
+    if (
+        account is None
+        or account.status != ACTIVE
+        or account.plugin_user_id is None
+        or account.api_key_encrypted is None
+    ):
+        return None
+    return UsableAccount(account.plugin_user_id, account.api_key_encrypted)
 
 
 def provision_journal_key(user_id: uuid.UUID) -> str:

@@ -31,6 +31,7 @@ from core.db import worker_session
 from core.errors import AppError
 from core.plans import plan_spec
 from core.redis import sync_redis
+from core.start_script import StartReply, Verdict
 from models import User
 
 RATE_WINDOW_MS = 60_000
@@ -38,29 +39,22 @@ COUNTER_KEY_PREFIX = "quota:used:"
 # A period's counter outlives its period by this much, so a late sync still finds it.
 COUNTER_GRACE_SECONDS = 40 * 24 * 3600
 
-OK, NEEDS_SEED, RATE_LIMITED, QUOTA_EXCEEDED = 0, 1, 2, 3
-
 # The quota half of core/gate.py's start script, in two Lua fragments: the check
-# runs before the capacity check, the take only once everything passed.
-# KEYS[1] counter, KEYS[2] user window, KEYS[3] key window ('' when no key).
-# ARGV[1] monthly limit, ARGV[2] plan rpm, ARGV[3] key rpm (0 = none),
-# ARGV[4] seed (-1 = unknown), ARGV[5] counter ttl seconds, ARGV[6] request id,
-# ARGV[7] window ms; `now` (ms, Redis' clock) is set by the script's prelude.
-# Leaves `used`, `limit` (the binding rpm), `remaining` in its window and `wait`
-# (ms until a slot frees) for the rest of the script, or returns:
-#   NEEDS_SEED     {1}
-#   RATE_LIMITED   {2, binding rpm limit, ms until a slot frees, used}
-#   QUOTA_EXCEEDED {3, used}
+# runs before the capacity check, the take only once everything passed. The names
+# they read are core/start_script.py's layout; `now` (ms, Redis' clock) is set by
+# the script's clock line. The check leaves `used`, `limit` (the binding rpm),
+# `remaining` in its window and `wait` (ms until a slot frees) for the rest of the
+# script, or refuses: NEEDS_SEED, RATE_LIMITED or QUOTA_EXCEEDED.
 QUOTA_CHECK_LUA = """
-local window = tonumber(ARGV[7])
-local used = redis.call('GET', KEYS[1])
+local window = tonumber(window_ms)
+local used = redis.call('GET', counter_key)
 if not used then
-  if tonumber(ARGV[4]) < 0 then return {1} end
-  redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[5], 'NX')
-  used = redis.call('GET', KEYS[1])
+  if tonumber(seed) < 0 then return reply{status = NEEDS_SEED} end
+  redis.call('SET', counter_key, seed, 'EX', counter_ttl_seconds, 'NX')
+  used = redis.call('GET', counter_key)
 end
 used = tonumber(used)
-if used >= tonumber(ARGV[1]) then return {3, used} end
+if used >= tonumber(monthly_limit) then return reply{status = QUOTA_EXCEEDED, used = used} end
 
 local function window_state(key)
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
@@ -71,29 +65,31 @@ local function window_state(key)
   return count, wait
 end
 
-local limit = tonumber(ARGV[2])
-local count, wait = window_state(KEYS[2])
+local limit = tonumber(plan_rpm)
+local count, wait = window_state(user_window_key)
 local remaining = limit - count
-if KEYS[3] ~= '' and tonumber(ARGV[3]) > 0 then
-  local klimit = tonumber(ARGV[3])
-  local kcount, kwait = window_state(KEYS[3])
+if key_window_key ~= '' and tonumber(key_rpm) > 0 then
+  local klimit = tonumber(key_rpm)
+  local kcount, kwait = window_state(key_window_key)
   if klimit - kcount < remaining then
     limit, remaining, wait = klimit, klimit - kcount, kwait
   end
 end
-if remaining <= 0 then return {2, limit, math.max(wait, 1), used} end
+if remaining <= 0 then
+  return reply{status = RATE_LIMITED, used = used, limit = limit, wait_ms = math.max(wait, 1)}
+end
 if wait <= 0 then wait = window end
 """
 
 # Spends the request: its rate-window slots and one count of the period.
 QUOTA_TAKE_LUA = """
-redis.call('ZADD', KEYS[2], now, ARGV[6])
-redis.call('PEXPIRE', KEYS[2], window)
-if KEYS[3] ~= '' then
-  redis.call('ZADD', KEYS[3], now, ARGV[6])
-  redis.call('PEXPIRE', KEYS[3], window)
+redis.call('ZADD', user_window_key, now, request_id)
+redis.call('PEXPIRE', user_window_key, window)
+if key_window_key ~= '' then
+  redis.call('ZADD', key_window_key, now, request_id)
+  redis.call('PEXPIRE', key_window_key, window)
 end
-used = redis.call('INCR', KEYS[1])
+used = redis.call('INCR', counter_key)
 """
 
 # KEYS: counter, user window, key window (''). ARGV: request id.
@@ -180,28 +176,15 @@ def counter_ttl_seconds(reset_at: datetime) -> int:
     return max(int((reset_at - datetime.now(UTC)).total_seconds()), 0) + COUNTER_GRACE_SECONDS
 
 
-def _window_keys(user_id: uuid.UUID, api_key_id: uuid.UUID | None) -> tuple[str, str]:
+def window_keys(user_id: uuid.UUID, api_key_id: uuid.UUID | None) -> tuple[str, str]:
+    """The user's and the key's per-minute windows ('' without a key)."""
     return f"ratelimit:user:{user_id}", f"ratelimit:key:{api_key_id}" if api_key_id else ""
 
 
-def quota_keys(subject: QuotaSubject) -> list[str]:
-    """KEYS[1..3] of the quota fragments."""
+def _refund_keys(subject: QuotaSubject) -> list[str]:
     return [
         counter_key(subject.user_id, subject.period_start_at),
-        *_window_keys(subject.user_id, subject.api_key_id),
-    ]
-
-
-def quota_args(subject: QuotaSubject, request_id: str, seed: int) -> list[str | int]:
-    """ARGV[1..7] of the quota fragments; `seed` -1 until Redis asked for one."""
-    return [
-        subject.monthly_limit,
-        subject.rpm,
-        subject.key_rate_limit or 0,
-        seed,
-        counter_ttl_seconds(subject.reset_at),
-        request_id,
-        RATE_WINDOW_MS,
+        *window_keys(subject.user_id, subject.api_key_id),
     ]
 
 
@@ -218,10 +201,9 @@ def window_headers(limit: int, remaining: int, wait_ms: int) -> dict[str, str]:
     }
 
 
-def outcome(subject: QuotaSubject, request_id: str, reply: list[int]) -> Grant:
-    """The grant of a reply {OK, used, limit, remaining, wait ms}, or the refusal it names."""
-    status = int(reply[0])
-    if status == QUOTA_EXCEEDED:
+def outcome(subject: QuotaSubject, request_id: str, reply: StartReply) -> Grant:
+    """The grant of an admitting reply, or the quota or rate refusal it names."""
+    if reply.status == Verdict.QUOTA_EXCEEDED:
         until_reset = (subject.reset_at - datetime.now(UTC)).total_seconds()
         raise QuotaExceeded(
             f"The monthly quota of {subject.monthly_limit} requests is spent; "
@@ -233,21 +215,22 @@ def outcome(subject: QuotaSubject, request_id: str, reply: list[int]) -> Grant:
                 "X-RateLimit-Reset": str(max(math.ceil(until_reset), 1)),
             },
         )
-    if status == RATE_LIMITED:
-        limit, wait_ms = int(reply[1]), int(reply[2])
+    if reply.status == Verdict.RATE_LIMITED:
+        limit, wait_ms = reply.limit, reply.wait_ms
         raise RateLimited(
             f"Rate limit of {limit} requests per minute reached; retry in {_seconds(wait_ms)} s.",
             headers={"Retry-After": str(_seconds(wait_ms)), **window_headers(limit, 0, wait_ms)},
         )
-    used, limit, remaining, wait_ms = (int(x) for x in reply[1:5])
     return Grant(
-        request_id=request_id, used=used, headers=window_headers(limit, remaining, wait_ms)
+        request_id=request_id,
+        used=reply.used,
+        headers=window_headers(reply.limit, reply.remaining, reply.wait_ms),
     )
 
 
 def refund_in(pipe: AsyncPipeline, subject: QuotaSubject, request_id: str) -> None:
     """Queue giving back one reserved request on a pipeline."""
-    keys = quota_keys(subject)
+    keys = _refund_keys(subject)
     pipe.eval(REFUND_SCRIPT, len(keys), *keys, request_id)
 
 
@@ -259,7 +242,7 @@ def refund_generation(
         start = session.scalar(select(User.quota_period_start_at).where(User.id == user_id))
     if start is None:
         return
-    keys = [counter_key(user_id, start), *_window_keys(user_id, api_key_id)]
+    keys = [counter_key(user_id, start), *window_keys(user_id, api_key_id)]
     sync_redis().eval(REFUND_SCRIPT, len(keys), *keys, str(generation_id))
 
 

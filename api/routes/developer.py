@@ -20,18 +20,11 @@ from api.schemas.developer import (
     UsageCurrent,
     UsageHistory,
 )
-from core.api_keys import (
-    display_prefix,
-    generate_key,
-    is_expired,
-    pending_use,
-    revoke_cached,
-)
-from core.errors import Forbidden, NotFound
-from core.plans import plan_spec
+from core import api_keys
+from core.api_keys import is_expired, pending_use, revoke_cached
+from core.errors import NotFound
 from core.quota import current_used, durable_used
-from core.security import hash_token
-from models import ApiKey, UsageRecord, User
+from models import ApiKey, UsageRecord
 
 router = APIRouter(prefix="/v1/developer", tags=["developer"])
 
@@ -65,38 +58,15 @@ def _key_out(
     summary="Create an API key (the full key is shown only in this answer)",
 )
 async def create_api_key(body: ApiKeyCreate, user: CurrentUser, session: SessionDep) -> ApiKeyOut:
-    # Locking the user row serialises concurrent creates, so the plan's maximum holds.
-    await session.execute(select(User.id).where(User.id == user.id).with_for_update())
-    now = datetime.now(UTC)
-    active = await session.scalar(
-        select(func.count(ApiKey.id)).where(
-            ApiKey.user_id == user.id,
-            ApiKey.is_active,
-            (ApiKey.expires_at.is_(None)) | (ApiKey.expires_at > now),
-        )
-    )
-    limit = plan_spec(user.plan).max_api_keys
-    if (active or 0) >= limit:
-        raise Forbidden(
-            f"The {user.plan} plan allows {limit} active API keys; revoke one first.",
-            code="api_key_limit",
-        )
-    full_key = generate_key()
-    key = ApiKey(
-        user_id=user.id,
+    created = await api_keys.create_api_key(
+        session,
+        user.id,
         name=body.name,
         description=body.description,
-        key_hash=hash_token(full_key),
-        key_prefix=display_prefix(full_key),
         rate_limit=body.rate_limit,
-        expires_at=now + timedelta(days=body.expires_in_days) if body.expires_in_days else None,
-        total_requests=0,
-        is_active=True,
-        created_at=now,
+        expires_in_days=body.expires_in_days,
     )
-    session.add(key)
-    await session.commit()
-    return _key_out(key, full_key=full_key)
+    return _key_out(created.row, full_key=created.full_key)
 
 
 @router.get(

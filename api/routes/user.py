@@ -18,9 +18,9 @@ from api.schemas.user import (
 )
 from core.accounts import get_user_by_email, hash_password, normalize_email, verify_password
 from core.auth_sessions import revoke_user_sessions
-from core.errors import Conflict, Forbidden, NotFound, Unauthorized
+from core.errors import Conflict, NotFound, Unauthorized
 from core.login_limits import forget_login_attempts, reserve_login_attempt
-from core.plans import model_spec, models_for_plan, plan_allows, plan_spec
+from core.plans import allowed_model, models_for_plan, plan_spec
 from core.quota import current_used, durable_used, ensure_period, subject_for_user
 from models import ModelConfig, User, UserAIConfig
 from models.base import utcnow
@@ -151,13 +151,7 @@ async def get_ai_config(user: CurrentUser, session: SessionDep) -> AIConfig:
 )
 async def update_ai_config(body: AIConfig, user: CurrentUser, session: SessionDep) -> AIConfig:
     if body.default_model is not None:
-        if model_spec(body.default_model) is None:
-            raise NotFound(f"There is no model called {body.default_model!r}.")
-        if not plan_allows(user.plan, body.default_model):
-            raise Forbidden(
-                f"The {user.plan} plan may not use {body.default_model!r}.",
-                code="model_not_allowed",
-            )
+        allowed_model(user.plan, body.default_model)
     if body.model_config_id is not None:
         owned = await session.scalar(
             select(ModelConfig.id).where(

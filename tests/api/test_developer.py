@@ -3,6 +3,7 @@ replicas, expiry, the plan's key maximum, use counters and their flush."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -114,6 +115,23 @@ async def test_expired_keys_are_refused(client: httpx.AsyncClient, make_user) ->
         await _create_key(client, user)
     over = await client.post("/v1/developer/api-keys", json={"name": "x"}, headers=user.headers)
     assert over.status_code == 403 and over.json()["code"] == "api_key_limit"
+
+
+async def test_concurrent_creates_respect_the_plan_maximum(
+    client: httpx.AsyncClient, make_user
+) -> None:
+    """The key service counts under the user's row lock: a burst of creates past the
+    free plan's maximum of five gets five keys, the rest 403 `api_key_limit`."""
+    user = make_user(plan="free")
+    answers = await asyncio.gather(
+        *(
+            client.post("/v1/developer/api-keys", json={"name": f"k{n}"}, headers=user.headers)
+            for n in range(8)
+        )
+    )
+    codes = sorted(answer.status_code for answer in answers)
+    assert codes == [201] * 5 + [403] * 3
+    assert {a.json()["code"] for a in answers if a.status_code == 403} == {"api_key_limit"}
 
 
 async def test_unknown_and_malformed_keys(client: httpx.AsyncClient) -> None:

@@ -211,6 +211,28 @@ async def test_plan_and_ai_config(client: httpx.AsyncClient, make_user) -> None:
     assert hot.status_code == 422
 
 
+async def test_a_model_the_plan_may_not_use_is_one_answer(
+    client: httpx.AsyncClient, make_user
+) -> None:
+    """The ai-config route and a chat turn refuse a model alike: 403 `model_not_allowed`,
+    for a model above the plan and for one the catalogue does not have (API.md)."""
+    user = make_user(plan="free")
+    for model in ("moonshot-v1-32k", "no-such-model"):
+        config = await client.put(
+            "/v1/user/ai-config", headers=user.headers, json={"default_model": model}
+        )
+        assert config.status_code == 403, model
+        assert config.json()["code"] == "model_not_allowed"
+    conversation = await client.post("/v1/conversations", headers=user.headers, json={})
+    turn = await client.post(
+        f"/v1/conversations/{conversation.json()['id']}/chat",
+        headers=user.headers,
+        json={"content": "hi", "model": "no-such-model"},
+    )
+    assert turn.status_code == 403
+    assert turn.json()["code"] == "model_not_allowed"
+
+
 async def test_admin_routes_and_the_superuser_command(
     client: httpx.AsyncClient, service_env: dict[str, str], make_user
 ) -> None:

@@ -1,33 +1,29 @@
-"""Provider adapters; `provider_for` picks one by the provider name of a generation."""
+"""Provider adapters; `provider_for` picks one by the provider name of a generation.
+
+Which providers exist, their protocol and their endpoints: core/providers.py.
+"""
 
 from __future__ import annotations
 
-from core.chat import CUSTOM_PROVIDER, LOCAL_PROVIDER, PLUGIN_PROVIDER
-from core.config import settings
+from core.providers import PROVIDERS, AdapterKind, ProviderSpec, platform_endpoint
 from workers.providers.anthropic import Anthropic
 from workers.providers.base import Provider
 from workers.providers.local import Local
 from workers.providers.openai_compat import OpenAICompatible
 
-_ADAPTERS: dict[str, Provider] = {
-    "deepseek": OpenAICompatible("deepseek"),
-    "kimi": OpenAICompatible("kimi"),
-    CUSTOM_PROVIDER: OpenAICompatible("custom"),
-    PLUGIN_PROVIDER: OpenAICompatible("plug-in-api"),
-    "anthropic": Anthropic(),
-    LOCAL_PROVIDER: Local(),
-}
+__all__ = ["platform_endpoint", "provider_for"]
+
+
+def _adapter(spec: ProviderSpec) -> Provider:
+    if spec.adapter is AdapterKind.OPENAI_COMPATIBLE:
+        return OpenAICompatible(spec.display_name)
+    if spec.adapter is AdapterKind.ANTHROPIC:
+        return Anthropic()
+    return Local()
+
+
+_ADAPTERS: dict[str, Provider] = {name: _adapter(spec) for name, spec in PROVIDERS.items()}
 
 
 def provider_for(name: str) -> Provider:
     return _ADAPTERS[name]
-
-
-def platform_endpoint(name: str) -> tuple[str, str]:
-    """Base URL and key of a platform provider (empty for `local`)."""
-    return {
-        "deepseek": (settings.deepseek_base_url, settings.deepseek_api_key or ""),
-        "kimi": (settings.kimi_base_url, settings.kimi_api_key or ""),
-        "anthropic": (settings.anthropic_base_url, settings.anthropic_api_key or ""),
-        LOCAL_PROVIDER: ("", ""),
-    }[name]

@@ -31,7 +31,9 @@ from core.plugin_accounts import (
     provision_journal_key,
     retry_delay,
     upstream_user_name,
+    usable,
 )
+from core.providers import PLUGIN_PROVIDER, provider_spec
 from core.redis import as_hash, as_str, sync_redis
 from models import PluginAccount, User
 from workers.providers.base import ProviderError
@@ -87,11 +89,11 @@ def _create_upstream_user(user_id: uuid.UUID) -> tuple[str, str]:
 def chat_endpoint(session: Session, user_id: uuid.UUID) -> tuple[str, str]:
     """plug-in-api's OpenAI-compatible base URL and the user's own key, decrypted just
     in time for the call (never logged, never sent anywhere else)."""
-    account = session.scalar(select(PluginAccount).where(PluginAccount.user_id == user_id))
-    if account is None or account.status != ACTIVE or account.api_key_encrypted is None:
+    account = usable(session.scalar(select(PluginAccount).where(PluginAccount.user_id == user_id)))
+    if account is None:
         raise ProviderError("The plug-in API account is not active.")
     return (
-        settings.plugin_api_base_url.rstrip("/") + "/v1",
+        provider_spec(PLUGIN_PROVIDER).base_url(),
         decrypt_secret(account.api_key_encrypted),
     )
 
