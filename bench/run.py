@@ -661,7 +661,8 @@ async def measure(stack: BenchStack, profile: Profile, args: argparse.Namespace)
     try:
         litellm.install()
         proxy = litellm.start(stack.workdir, stack.upstream_url, args.litellm_workers)
-    except Exception as exc:  # noqa: BLE001 - any install or start failure is reported, not fatal
+    # Any install or start failure is reported in the results, not fatal to the bench.
+    except Exception as exc:
         report["litellm_error"] = f"not measured: {type(exc).__name__}: {str(exc)[:300]}"
         _progress(report["litellm_error"])
         return report

@@ -148,7 +148,8 @@ class EmbeddedPostgres:
                 "logging_collector=off",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=open(self.pgdata / "server.log", "ab"),  # noqa: SIM115 - lives as long as the server
+            # Lives as long as the server.
+            stderr=open(self.pgdata / "server.log", "ab"),
             start_new_session=True,
             **run_as,
         )

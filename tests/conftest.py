@@ -123,7 +123,7 @@ class ServiceProcess:
     def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
         self.name = name
         self.log_path = Path(TEST_ENV["DATA_DIR"]) / f"{name}.log"
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")  # closed in stop()
         # An earlier process of the same name wrote to this file too: its " ready." line
         # must not pass for this one's.
         self._log_start = self._log.tell()

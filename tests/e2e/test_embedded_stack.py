@@ -34,7 +34,7 @@ def _start_stack(data_dir: Path, port: int, flower_port: int) -> subprocess.Pope
         [sys.executable, "-m", "cli", "run"],
         cwd=ROOT,
         env=env,
-        stdout=open(data_dir / "stack.log", "ab"),  # noqa: SIM115
+        stdout=open(data_dir / "stack.log", "ab"),
         stderr=subprocess.STDOUT,
     )
 
