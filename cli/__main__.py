@@ -47,6 +47,17 @@ def _rotate_keys(_: argparse.Namespace) -> int:
     return 0
 
 
+def _check_models(_: argparse.Namespace) -> int:
+    from cli.check_models import check_models
+
+    reports = check_models()
+    for report in reports:
+        sys.stdout.write(report.line() + "\n")
+    if any(report.missing for report in reports):
+        return 1
+    return 2 if any(report.error for report in reports) else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cli", description="Switchboard operations")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -67,6 +78,11 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "rotate-keys", help="re-encrypt stored secrets with the first ENCRYPTION_KEYS key"
     ).set_defaults(func=_rotate_keys)
+    commands.add_parser(
+        "check-models",
+        help="ask each configured provider for its model list and name every catalogue "
+        "model it does not list (exit 1; 2 when a provider could not be asked)",
+    ).set_defaults(func=_check_models)
     return parser
 
 

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from core.input_rules import storable_text
-from core.plans import allowed_model, model_spec, plan_spec
+from core.plans import allowed_model, canonical_model, model_spec, plan_spec
 from core.providers import CUSTOM_PROVIDER, LOCAL_PROVIDER, provider_api_key
 from core.providers import PLUGIN_PROVIDER as PLUGIN_PROVIDER  # re-exported for the workers
 
@@ -33,7 +33,8 @@ def route_for_model(plan: str, model: str) -> Route:
     spec = allowed_model(plan, model)
     # Without a key the built-in provider answers, so a fresh install streams end to end.
     provider = spec.provider if provider_api_key(spec.provider) else LOCAL_PROVIDER
-    return Route(provider=provider, model=model)
+    # An alias reaches the provider as the current id: the old name may be retired there.
+    return Route(provider=provider, model=canonical_model(model))
 
 
 def default_model(plan: str) -> str:

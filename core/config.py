@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import secrets
-from decimal import Decimal
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
@@ -17,68 +16,14 @@ from cryptography.fernet import Fernet
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-PlanName = Literal["free", "pro", "max"]
-PLAN_ORDER: tuple[PlanName, ...] = ("free", "pro", "max")
-
-
-class PlanSpec(BaseModel):
-    """What a plan grants; plans are data so operators can retune them."""
-
-    default_model: str
-    monthly_requests: int
-    rpm: int
-    max_api_keys: int
-
-
-class ModelSpec(BaseModel):
-    """One model of the platform catalogue and who may use it."""
-
-    provider: str
-    min_plan: PlanName
-    context_window: int = 32_000
-    # USD per million tokens, used for `usage_records.cost`.
-    input_price: Decimal = Decimal("0")
-    output_price: Decimal = Decimal("0")
-
-
-DEFAULT_PLANS: dict[str, PlanSpec] = {
-    "free": PlanSpec(
-        default_model="deepseek-chat", monthly_requests=10_000, rpm=20, max_api_keys=5
-    ),
-    "pro": PlanSpec(
-        default_model="moonshot-v1-32k", monthly_requests=100_000, rpm=60, max_api_keys=20
-    ),
-    "max": PlanSpec(
-        default_model="claude-3-5-sonnet-latest",
-        monthly_requests=1_000_000,
-        rpm=300,
-        max_api_keys=20,
-    ),
-}
-
-DEFAULT_MODELS: dict[str, ModelSpec] = {
-    "deepseek-chat": ModelSpec(
-        provider="deepseek",
-        min_plan="free",
-        context_window=64_000,
-        input_price=Decimal("0.27"),
-        output_price=Decimal("1.10"),
-    ),
-    "moonshot-v1-32k": ModelSpec(
-        provider="kimi",
-        min_plan="pro",
-        context_window=32_000,
-        input_price=Decimal("1.70"),
-        output_price=Decimal("1.70"),
-    ),
-    "claude-3-5-sonnet-latest": ModelSpec(
-        provider="anthropic",
-        min_plan="max",
-        context_window=200_000,
-        input_price=Decimal("3.00"),
-        output_price=Decimal("15.00"),
-    ),
-}
+from core.catalogue import (
+    DEFAULT_MODEL_ALIASES,
+    DEFAULT_MODELS,
+    DEFAULT_PLANS,
+    PLAN_ORDER,
+    ModelSpec,
+    PlanSpec,
+)
 
 
 class OAuthProviderSpec(BaseModel):
@@ -176,6 +121,8 @@ class Settings(BaseSettings):
 
     plans: dict[str, PlanSpec] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
     models: dict[str, ModelSpec] = Field(default_factory=lambda: dict(DEFAULT_MODELS))
+    # Old and client-built model names -> catalogue ids (core/catalogue.py).
+    model_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_MODEL_ALIASES))
 
     # PostgreSQL connections per process (engine pool + overflow); keep
     # processes x (size + overflow) under the server's max_connections.
@@ -216,6 +163,19 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
+
+    @model_validator(mode="after")
+    def _catalogue_is_whole(self) -> Settings:
+        # A default or an alias naming no model would fail every request that uses it.
+        for name, plan in self.plans.items():
+            if plan.default_model not in self.models and plan.default_model not in (
+                self.model_aliases
+            ):
+                raise ValueError(f"plan {name!r}: default model {plan.default_model!r} unknown")
+        for alias, target in self.model_aliases.items():
+            if target not in self.models:
+                raise ValueError(f"model alias {alias!r} names no catalogue model {target!r}")
+        return self
 
     @model_validator(mode="after")
     def _require_or_generate_secrets(self) -> Settings:

@@ -1,12 +1,14 @@
 """Plans as data: what each plan grants and which catalogue models it may use.
 
 A higher plan includes every model of the lower plans (plan order is
-free < pro < max); the catalogue and the plan table live in settings.
+free < pro < max); an alias is allowed where its target is. The catalogue and
+the plan table live in settings (defaults in core/catalogue.py).
 """
 
 from __future__ import annotations
 
-from core.config import PLAN_ORDER, ModelSpec, PlanSpec, settings
+from core.catalogue import PLAN_ORDER, ModelSpec, PlanSpec
+from core.config import settings
 from core.errors import Forbidden
 
 
@@ -28,8 +30,22 @@ def models_for_plan(plan: str) -> list[str]:
     ]
 
 
+def listed_models_for_plan(plan: str) -> list[tuple[str, str]]:
+    """(listed name, catalogue id) of everything the plan may name: the catalogue's models,
+    then the aliases of those."""
+    allowed = models_for_plan(plan)
+    return [(name, name) for name in allowed] + [
+        (alias, target) for alias, target in settings.model_aliases.items() if target in allowed
+    ]
+
+
+def canonical_model(model: str) -> str:
+    """The catalogue id `model` names: itself, or an alias's target."""
+    return settings.model_aliases.get(model, model)
+
+
 def model_spec(model: str) -> ModelSpec | None:
-    return settings.models.get(model)
+    return settings.models.get(canonical_model(model))
 
 
 def plan_allows(plan: str, model: str) -> bool:

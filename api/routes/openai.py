@@ -10,12 +10,13 @@ from api.deps import Caller, RedisDep, SessionDep
 from api.schemas.openai import (
     ChatCompletion,
     ChatCompletionRequest,
+    ModelCapabilities,
     OpenAIModel,
     OpenAIModelList,
 )
 from core.chat import default_model, route_for_model
 from core.config import settings
-from core.plans import models_for_plan
+from core.plans import listed_models_for_plan
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -25,14 +26,25 @@ router = APIRouter(prefix="/v1", tags=["openai"])
     response_model=OpenAIModelList,
     status_code=200,
     operation_id="openai-list-models",
-    summary="The catalogue models the caller's plan may use",
+    summary="The catalogue models the caller's plan may use, and their aliases",
 )
 async def list_models(caller: Caller) -> OpenAIModelList:
     return OpenAIModelList(
-        data=[
-            OpenAIModel(id=name, created=0, owned_by=settings.models[name].provider)
-            for name in models_for_plan(caller.plan)
-        ]
+        data=[_listed(name, target) for name, target in listed_models_for_plan(caller.plan)]
+    )
+
+
+def _listed(name: str, target: str) -> OpenAIModel:
+    spec = settings.models[target]
+    return OpenAIModel(
+        id=name,
+        created=0,
+        owned_by=spec.provider,
+        capabilities=ModelCapabilities(
+            vision=spec.vision, reasoning=spec.reasoning, tools=spec.tools
+        ),
+        context_window=spec.context_window,
+        alias_of=None if name == target else target,
     )
 
 

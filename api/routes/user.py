@@ -20,7 +20,7 @@ from core.accounts import get_user_by_email, hash_password, normalize_email, ver
 from core.auth_sessions import revoke_user_sessions
 from core.errors import Conflict, NotFound, Unauthorized
 from core.login_limits import forget_login_attempts, reserve_login_attempt
-from core.plans import allowed_model, models_for_plan, plan_spec
+from core.plans import allowed_model, listed_models_for_plan, plan_spec
 from core.quota import current_used, durable_used, ensure_period, subject_for_user
 from models import ModelConfig, User, UserAIConfig
 from models.base import utcnow
@@ -124,7 +124,7 @@ async def get_plan(user: CurrentUser, session: SessionDep, redis: RedisDep) -> P
         quota_reset_at=subject.reset_at,
         rpm=spec.rpm,
         max_api_keys=spec.max_api_keys,
-        models=models_for_plan(user.plan),
+        models=[name for name, _ in listed_models_for_plan(user.plan)],
     )
 
 

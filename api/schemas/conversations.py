@@ -15,7 +15,7 @@ class ConversationCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str | None = Field(default=None, max_length=200, examples=["Trip to Lisbon"])
-    model: str | None = Field(default=None, max_length=200, examples=["deepseek-chat"])
+    model: str | None = Field(default=None, max_length=200, examples=["deepseek-flash"])
     model_config_id: uuid.UUID | None = None
     system_prompt: str | None = Field(
         default=None, max_length=20_000, examples=["You are a concise travel guide."]
@@ -33,7 +33,7 @@ class ConversationOut(BaseModel):
 
     id: uuid.UUID
     title: str | None = Field(examples=["Trip to Lisbon"])
-    model: str | None = Field(examples=["deepseek-chat"])
+    model: str | None = Field(examples=["deepseek-flash"])
     model_config_id: uuid.UUID | None
     created_at: datetime
     updated_at: datetime
@@ -53,7 +53,7 @@ class MessageOut(BaseModel):
     role: str = Field(examples=["assistant"])
     content: str = Field(examples=["Lisbon is hilly: bring good shoes."])
     status: str = Field(examples=[MessageStatus.COMPLETE.value])
-    model: str | None = Field(examples=["deepseek-chat"])
+    model: str | None = Field(examples=["deepseek-flash"])
     prompt_tokens: int | None
     completion_tokens: int | None
     created_at: datetime
@@ -68,7 +68,7 @@ class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     content: str = Field(min_length=1, max_length=100_000, examples=["What should I see first?"])
-    model: str | None = Field(default=None, max_length=200, examples=["deepseek-chat"])
+    model: str | None = Field(default=None, max_length=200, examples=["deepseek-flash"])
 
 
 class SocketChat(ChatRequest):
@@ -108,7 +108,7 @@ class GenerationOut(BaseModel):
     id: uuid.UUID
     status: str = Field(examples=[GenerationStatus.DONE.value])
     conversation_id: uuid.UUID | None
-    model: str = Field(examples=["deepseek-chat"])
+    model: str = Field(examples=["deepseek-flash"])
     error: str | None
     usage: Usage | None
     created_at: datetime

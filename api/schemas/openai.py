@@ -7,11 +7,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+class ModelCapabilities(BaseModel):
+    vision: bool = Field(description="Reads images", examples=[True])
+    reasoning: bool = Field(description="Thinks before answering", examples=[True])
+    tools: bool = Field(description="Calls tools", examples=[True])
+
+
 class OpenAIModel(BaseModel):
-    id: str = Field(examples=["deepseek-chat"])
+    id: str = Field(examples=["deepseek-flash"])
     object: Literal["model"] = "model"
     created: int = Field(description="Unix time; 0, the catalogue has no dates", examples=[0])
     owned_by: str = Field(examples=["deepseek"])
+    capabilities: ModelCapabilities
+    context_window: int = Field(examples=[1_048_576])
+    alias_of: str | None = Field(
+        default=None,
+        description="For an old or client-built name: the current model it reaches",
+        examples=[None],
+    )
 
 
 class OpenAIModelList(BaseModel):
@@ -37,7 +50,7 @@ class ChatCompletionRequest(BaseModel):
 
     model: str = Field(
         description="A catalogue model, or `auto` for the plan's default",
-        examples=["deepseek-chat"],
+        examples=["deepseek-flash"],
     )
     messages: list[ChatMessage] = Field(min_length=1)
     stream: bool = False
@@ -93,6 +106,6 @@ class ChatCompletion(BaseModel):
     id: str = Field(examples=["chatcmpl-6f1c2b0e9a7d4c1e8b3a5d7f9e2c4b6a"])
     object: Literal["chat.completion"] = "chat.completion"
     created: int = Field(examples=[1735689600])
-    model: str = Field(examples=["deepseek-chat"])
+    model: str = Field(examples=["deepseek-flash"])
     choices: list[Choice]
     usage: CompletionUsage

@@ -59,13 +59,13 @@ class PlanOut(BaseModel):
     quota_reset_at: datetime | None
     rpm: int = Field(examples=[20])
     max_api_keys: int = Field(examples=[5])
-    models: list[str] = Field(examples=[["deepseek-chat"]])
+    models: list[str] = Field(examples=[["deepseek-flash", "deepseek-chat"]])
 
 
 class AIConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    default_model: str | None = Field(default=None, max_length=200, examples=["deepseek-chat"])
+    default_model: str | None = Field(default=None, max_length=200, examples=["deepseek-flash"])
     model_config_id: uuid.UUID | None = Field(default=None, examples=[None])
     system_prompt: str | None = Field(
         default=None, max_length=20_000, examples=["You are a concise assistant."]

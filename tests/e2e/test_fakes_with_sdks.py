@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from tests.fakes.anthropic_protocol import redacted_data, thinking_signature
-from tests.fakes.llm import REASONING_MISSING, FakeLLM, expected_tool_calls
+from tests.fakes.llm import DEFAULT_MODELS, REASONING_MISSING, FakeLLM, expected_tool_calls
 from tests.fakes.openai_protocol import expected_reasoning, expected_reply
 from tests.fakes.server import serve_in_thread
 
@@ -173,7 +173,7 @@ def test_openai_plain_answer_is_unchanged(deepseek) -> None:
 
 
 def test_openai_models_list(deepseek, fake_llm) -> None:
-    assert [m.id for m in deepseek.models.list()] == ["deepseek-v4-flash", "deepseek-v4-pro"]
+    assert [m.id for m in deepseek.models.list()] == DEFAULT_MODELS["sk-fake-deepseek"]
     fake_llm.models["sk-fake-models"] = ["kimi-k2.6", "moonshot-v1-32k"]
     kimi = openai.OpenAI(
         base_url=fake_llm.base_url + "/v1", api_key="sk-fake-models", max_retries=0
@@ -343,7 +343,7 @@ def test_anthropic_requires_the_signed_thinking_back(claude, fake_llm) -> None:
 
 def test_anthropic_models_list_pages(claude, fake_llm) -> None:
     ids = [m.id for m in claude.models.list()]
-    assert ids == ["claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5"]
+    assert ids == DEFAULT_MODELS["sk-ant-fake"]
     fake_llm.models["sk-ant-paged"] = [f"claude-model-{i}" for i in range(5)]
     paged = anthropic.Anthropic(base_url=fake_llm.base_url, api_key="sk-ant-paged", max_retries=0)
     page = paged.models.list(limit=2)

@@ -89,9 +89,9 @@ REASONING_MISSING = {
 }
 # What `GET /v1/models` lists for the keys `llm_env` gives the providers.
 DEFAULT_MODELS: dict[str, list[str]] = {
-    "sk-fake-deepseek": ["deepseek-v4-flash", "deepseek-v4-pro"],
-    "sk-fake-kimi": ["kimi-k2.6", "kimi-k2.5", "moonshot-v1-32k"],
-    "sk-ant-fake": ["claude-opus-4-7", "claude-sonnet-4-6", "claude-haiku-4-5"],
+    "sk-fake-deepseek": ["deepseek-flash", "deepseek-v4-pro"],
+    "sk-fake-kimi": ["kimi-k2.6", "kimi-k3"],
+    "sk-ant-fake": ["claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"],
 }
 
 
