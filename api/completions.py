@@ -15,7 +15,6 @@ from fastapi import Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.generations import StartedGeneration, start_completion, wait_for_reply
 from api.schemas.openai import (
     AssistantMessage,
     ChatCompletion,
@@ -23,6 +22,7 @@ from api.schemas.openai import (
     Choice,
     CompletionUsage,
 )
+from api.streaming.start import StartedGeneration, start_completion, wait_for_reply
 from core.chat import CUSTOM_PROVIDER, PLUGIN_PROVIDER, Route
 from core.errors import AppError
 from core.quota import QuotaSubject

@@ -77,7 +77,7 @@ class Opening:
     """What an admitted stateless generation starts with, in the same round trip: the
     first entry of its stream, its task message pushed onto the broker's queue list
     (which must then live in the same Redis db), and the entry that wakes the API's
-    stream reader (api/stream_hub.py) to read the new stream."""
+    stream reader (api/streaming/hub.py) to read the new stream."""
 
     stream_key: str
     event: str

@@ -46,7 +46,7 @@ CANCEL_FLAG_TTL_SECONDS = 3600
 # or `<ms>` alone, which XREAD reads as `<ms>-0`; each part ASCII digits for an unsigned
 # 64-bit integer (leading zeros allowed, at most 20 digits). Redis checks an id only when
 # the read runs, and then fails the whole XREAD, which one process shares among all its
-# streams (api/stream_hub.py); it is also laxer (signs, spaces, `$`, `+` from 7.4), but no
+# streams (api/streaming/hub.py); it is also laxer (signs, spaces, `$`, `+` from 7.4), but no
 # id a client was ever sent has those, so they are refused here too.
 _STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 STREAM_ID_MAX = 2**64 - 1

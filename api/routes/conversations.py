@@ -23,15 +23,6 @@ from api.deps import (
     authenticate_access_token,
 )
 from api.errors import sanitize_issues
-from api.generations import (
-    StartedGeneration,
-    cancel_generation,
-    owned_model_config,
-    resolve_route,
-    start_generation,
-    wait_for_reply,
-)
-from api.relay import StreamEvent, relay_events
 from api.schemas.conversations import (
     ChatAnswer,
     ChatRequest,
@@ -43,6 +34,15 @@ from api.schemas.conversations import (
     SocketCancel,
     SocketChat,
     SocketMessage,
+)
+from api.streaming.relay import StreamEvent, relay_events
+from api.streaming.start import (
+    StartedGeneration,
+    cancel_generation,
+    owned_model_config,
+    resolve_route,
+    start_generation,
+    wait_for_reply,
 )
 from core.chat import route_for_model
 from core.config import settings

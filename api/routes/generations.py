@@ -8,9 +8,9 @@ from fastapi import APIRouter, Header, status
 from fastapi.responses import Response, StreamingResponse
 
 from api.deps import OwnedGeneration, RedisDep, SessionDep
-from api.generations import cancel_generation
 from api.routes.conversations import SSE_RESPONSES, sse_response
 from api.schemas.conversations import GenerationOut
+from api.streaming.start import cancel_generation
 from core.errors import AppError
 from core.lifecycle import CANCEL
 from core.streams import parse_stream_id

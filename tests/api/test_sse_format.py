@@ -1,5 +1,5 @@
 """How the API frames server-sent events, without a running API: our own events
-(`StreamEvent.sse`, api/relay.py) and OpenAI's `chat.completion.chunk` stream
+(`StreamEvent.sse`, api/streaming/relay.py) and OpenAI's `chat.completion.chunk` stream
 (api/completions.py). Each frame is read back with the worker's SSE reader
 (workers/providers/base.py `sse_lines`), which follows the spec's line rules.
 """
@@ -14,9 +14,9 @@ import orjson
 import pytest
 
 from api.completions import _chunks
-from api.generations import StartedGeneration
-from api.relay import PING, StreamEvent
-from api.stream_hub import Subscription
+from api.streaming.hub import Subscription
+from api.streaming.relay import PING, StreamEvent
+from api.streaming.start import StartedGeneration
 from core.streams import CANCELLED, DELTA, DONE, ERROR, START, decode, encode, stream_key
 from workers.providers.base import sse_lines
 

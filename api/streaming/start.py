@@ -25,9 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from api.deps import fetch_owned
-from api.enqueue import TaskMessage, push, task_message
-from api.relay import StreamEvent, relay_events
-from api.stream_hub import WAKE_TTL_SECONDS, Subscription, stream_hub
+from api.streaming.enqueue import TaskMessage, push, task_message
+from api.streaming.hub import WAKE_TTL_SECONDS, Subscription, stream_hub
+from api.streaming.relay import StreamEvent, relay_events
 from core.admission import release, release_in
 from core.chat import CUSTOM_PROVIDER, Route, default_model, route_for_model
 from core.errors import AppError, Unavailable
@@ -67,7 +67,7 @@ class StartedGeneration:
     user_message_id: int | None
     # X-RateLimit-* of the quota reservation, for the answer's headers.
     headers: dict[str, str] = field(default_factory=dict)
-    # The relay's reads of the stream, registered before its start (api/stream_hub.py).
+    # The relay's reads of the stream, registered before its start (api/streaming/hub.py).
     subscription: Subscription | None = None
 
     def events(self) -> AsyncIterator[StreamEvent]:

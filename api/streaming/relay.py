@@ -2,7 +2,7 @@
 
 Reads `gen:{id}` from its start (or after `Last-Event-ID`), never from `$`: a
 worker faster than the relay would otherwise lose the first tokens. The reads
-themselves are api/stream_hub.py's, one for all the streams of the process. Ends
+themselves are api/streaming/hub.py's, one for all the streams of the process. Ends
 after the terminal event, or at once when resumed at or past it. When nothing
 arrives, the generation is still running and the worker process its heartbeat key
 names is not alive, the relay ends the stream itself with an `error` event (through
@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from api.stream_hub import IDLE, StreamUnreadable, Subscription, stream_hub
+from api.streaming.hub import IDLE, StreamUnreadable, Subscription, stream_hub
 from core.config import settings
 from core.db import async_session_factory
 from core.lifecycle import MARK_LOST
@@ -100,7 +100,7 @@ async def relay_events(
     last_event_id: str | None = None,
     subscription: Subscription | None = None,
 ) -> AsyncIterator[StreamEvent]:
-    """`subscription`: one taken before the generation's start (see api/stream_hub.py);
+    """`subscription`: one taken before the generation's start (see api/streaming/hub.py);
     without it, the relay subscribes and wakes the hub itself. `last_event_id`: a valid
     stream id (core/streams.py), checked by the caller."""
     hub = stream_hub()
