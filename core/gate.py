@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
@@ -42,19 +41,12 @@ from core.quota import (
     quota_keys,
     window_headers,
 )
+from core.streams import Opening, open_lua
 
-# KEYS[6] stream, KEYS[7] task queue, KEYS[8] the relaying process' wake stream
-# ('' for none of them). ARGV[11] start event fields (event, data), ARGV[13]
-# stream ttl, ARGV[14] task message, ARGV[15] wake stream ttl.
-OPEN_LUA = """
-if KEYS[6] ~= '' then
-  redis.call('XADD', KEYS[6], '*', 'event', ARGV[11], 'data', ARGV[12])
-  redis.call('EXPIRE', KEYS[6], ARGV[13])
-  redis.call('LPUSH', KEYS[7], ARGV[14])
-  redis.call('XADD', KEYS[8], 'MAXLEN', '1', '*', 'w', '1')
-  redis.call('EXPIRE', KEYS[8], ARGV[15])
-end
-"""
+# An admitted generation's stream (core/streams.py `Opening`) from KEYS[6] and ARGV[11];
+# KEYS[6] is '' when there is none to open.
+OPENING_KEYS, OPENING_ARGS = 6, 11
+OPEN_LUA = f"if KEYS[{OPENING_KEYS}] ~= '' then{open_lua(OPENING_KEYS, OPENING_ARGS)}end\n"
 
 START_SCRIPT = (
     """
@@ -70,23 +62,6 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 )
 # EVALSHA spares sending the script's text with every request.
 START_SHA = hashlib.sha1(START_SCRIPT.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Opening:
-    """What an admitted stateless generation starts with, in the same round trip: the
-    first entry of its stream, its task message pushed onto the broker's queue list
-    (which must then live in the same Redis db), and the entry that wakes the API's
-    stream reader (api/streaming/hub.py) to read the new stream."""
-
-    stream_key: str
-    event: str
-    data: str
-    stream_ttl_seconds: int
-    queue: str
-    task_message: str
-    wake_key: str
-    wake_ttl_seconds: int
 
 
 async def admit(
@@ -106,14 +81,8 @@ async def admit(
     keys = [*quota_keys(subject), *capacity_keys(subject.user_id), "", "", ""]
     tail: list[str | int] = ["", "", 0, "", 0]
     if opening is not None:
-        keys[5:] = [opening.stream_key, opening.queue, opening.wake_key]
-        tail = [
-            opening.event,
-            opening.data,
-            opening.stream_ttl_seconds,
-            opening.task_message,
-            opening.wake_ttl_seconds,
-        ]
+        keys[OPENING_KEYS - 1 :] = opening.keys()
+        tail = opening.args()
     seed = -1
     while True:
         args = [*quota_args(subject, request_id, seed), *capacity_args(), *tail]

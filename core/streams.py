@@ -17,7 +17,9 @@ whose threads queue for the GIL is slow, not dead, and must not look dead.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -149,3 +151,55 @@ def terminal_script_args(
         [stream_key(generation_id), _terminal_key(generation_id)],
         [fields["event"], fields["data"], str(FINISHED_STREAM_TTL_SECONDS)],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What a generation's stream opens with, in one step: its `start` entry and TTL, its
+    task message pushed onto the broker's queue list (`queue`: '' when the broker is
+    another Redis, and the caller publishes the task after), and the entry that wakes
+    the relaying API process' stream reader (api/streaming/hub.py) to read the new stream.
+    `open_lua` is the only code that executes one, inside the admission script
+    (core/gate.py) or alone (OPEN_SCRIPT)."""
+
+    stream_key: str
+    event: str
+    data: str
+    stream_ttl_seconds: int
+    queue: str
+    task_message: str
+    wake_key: str
+    wake_ttl_seconds: int
+
+    def keys(self) -> list[str]:
+        """The KEYS `open_lua` reads, in its order."""
+        return [self.stream_key, self.queue, self.wake_key]
+
+    def args(self) -> list[str | int]:
+        """The ARGV `open_lua` reads, in its order."""
+        return [
+            self.event,
+            self.data,
+            self.stream_ttl_seconds,
+            self.task_message,
+            self.wake_ttl_seconds,
+        ]
+
+
+def open_lua(key: int, arg: int) -> str:
+    """The Lua that opens a stream, for a script that passes `Opening.keys()` from
+    KEYS[key] and `Opening.args()` from ARGV[arg]."""
+    stream, queue, wake = (f"KEYS[{key + i}]" for i in range(3))
+    event, data, ttl, task, wake_ttl = (f"ARGV[{arg + i}]" for i in range(5))
+    return f"""
+redis.call('XADD', {stream}, '*', 'event', {event}, 'data', {data})
+redis.call('EXPIRE', {stream}, {ttl})
+if {queue} ~= '' then redis.call('LPUSH', {queue}, {task}) end
+redis.call('XADD', {wake}, 'MAXLEN', '1', '*', 'w', '1')
+redis.call('EXPIRE', {wake}, {wake_ttl})
+"""
+
+
+# A stream opened on its own: a conversation turn's, once its rows are committed.
+OPEN_SCRIPT = open_lua(1, 1)
+OPEN_SHA = hashlib.sha1(OPEN_SCRIPT.encode()).hexdigest()
