@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.enqueue import enqueue
+from api.streaming.enqueue import enqueue
 from core.crypto import decrypt_secret
 from core.db import async_session_factory
 from core.errors import Conflict

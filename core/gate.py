@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
@@ -44,18 +44,11 @@ from core.quota import (
     window_keys,
 )
 from core.start_script import StartArgs, StartKeys, StartReply, Verdict, as_list, prelude
+from core.streams import OPEN_LUA, Opening
 
-# A stateless completion's opening: its stream's first entry, its task message and
-# the entry that wakes the relaying process.
-OPEN_LUA = """
-if stream_key ~= '' then
-  redis.call('XADD', stream_key, '*', 'event', start_event, 'data', start_data)
-  redis.call('EXPIRE', stream_key, stream_ttl_seconds)
-  redis.call('LPUSH', queue_key, task_message)
-  redis.call('XADD', wake_key, 'MAXLEN', '1', '*', 'w', '1')
-  redis.call('EXPIRE', wake_key, wake_ttl_seconds)
-end
-"""
+# An admitted generation's opening (core/streams.py), read from the prelude's names;
+# `stream_key` is '' when there is none to open.
+OPEN_IF_ANY_LUA = f"if stream_key ~= '' then{OPEN_LUA}end\n"
 
 START_SCRIPT = (
     prelude()
@@ -67,29 +60,12 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
     + CAPACITY_CHECK_LUA
     + QUOTA_TAKE_LUA
     + CAPACITY_TAKE_LUA
-    + OPEN_LUA
+    + OPEN_IF_ANY_LUA
     + "return reply{status = ADMITTED, used = used, limit = limit, remaining = remaining - 1,"
     + " wait_ms = wait, in_pool = in_pool + 1}\n"
 )
 # EVALSHA spares sending the script's text with every request.
 START_SHA = hashlib.sha1(START_SCRIPT.encode()).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class Opening:
-    """What an admitted stateless generation starts with, in the same round trip: the
-    first entry of its stream, its task message pushed onto the broker's queue list
-    (which must then live in the same Redis db), and the entry that wakes the API's
-    stream reader (api/stream_hub.py) to read the new stream."""
-
-    stream_key: str
-    event: str
-    data: str
-    stream_ttl_seconds: int
-    queue: str
-    task_message: str
-    wake_key: str
-    wake_ttl_seconds: int
 
 
 _NO_OPENING = Opening("", "", "", 0, "", "", "", 0)

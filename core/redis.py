@@ -38,7 +38,7 @@ def redis_client() -> aioredis.Redis:
 
 @cache
 def blocking_redis() -> aioredis.Redis:
-    """The stream hub's reader (api/stream_hub.py): one connection per process."""
+    """The stream hub's reader (api/streaming/hub.py): one connection per process."""
     return aioredis.Redis.from_url(
         settings.require_redis_url(),
         decode_responses=True,

@@ -17,7 +17,9 @@ whose threads queue for the GIL is slow, not dead, and must not look dead.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -46,7 +48,7 @@ CANCEL_FLAG_TTL_SECONDS = 3600
 # or `<ms>` alone, which XREAD reads as `<ms>-0`; each part ASCII digits for an unsigned
 # 64-bit integer (leading zeros allowed, at most 20 digits). Redis checks an id only when
 # the read runs, and then fails the whole XREAD, which one process shares among all its
-# streams (api/stream_hub.py); it is also laxer (signs, spaces, `$`, `+` from 7.4), but no
+# streams (api/streaming/hub.py); it is also laxer (signs, spaces, `$`, `+` from 7.4), but no
 # id a client was ever sent has those, so they are refused here too.
 _STREAM_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 STREAM_ID_MAX = 2**64 - 1
@@ -149,3 +151,56 @@ def terminal_script_args(
         [stream_key(generation_id), _terminal_key(generation_id)],
         [fields["event"], fields["data"], str(FINISHED_STREAM_TTL_SECONDS)],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    """What a generation's stream opens with, in one step: its `start` entry and TTL, its
+    task message pushed onto the broker's queue list (`queue`: '' when the broker is
+    another Redis, and the caller publishes the task after), and the entry that wakes
+    the relaying API process' stream reader (api/streaming/hub.py) to read the new stream.
+    OPEN_LUA is the only code that executes one, inside the admission script
+    (core/gate.py) or alone (OPEN_SCRIPT)."""
+
+    stream_key: str
+    event: str
+    data: str
+    stream_ttl_seconds: int
+    queue: str
+    task_message: str
+    wake_key: str
+    wake_ttl_seconds: int
+
+    def keys(self) -> list[str]:
+        """OPEN_SCRIPT's KEYS, in its order."""
+        return [self.stream_key, self.queue, self.wake_key]
+
+    def args(self) -> list[str | int]:
+        """OPEN_SCRIPT's ARGV, in its order."""
+        return [
+            self.event,
+            self.data,
+            self.stream_ttl_seconds,
+            self.task_message,
+            self.wake_ttl_seconds,
+        ]
+
+
+# Opens a stream from the names of its inputs: the admission script's prelude
+# (core/start_script.py) declares them from its KEYS and ARGV, OPEN_SCRIPT below from
+# `Opening.keys()` and `Opening.args()`. The only code that opens a stream.
+OPEN_LUA = """
+redis.call('XADD', stream_key, '*', 'event', start_event, 'data', start_data)
+redis.call('EXPIRE', stream_key, stream_ttl_seconds)
+if queue_key ~= '' then redis.call('LPUSH', queue_key, task_message) end
+redis.call('XADD', wake_key, 'MAXLEN', '1', '*', 'w', '1')
+redis.call('EXPIRE', wake_key, wake_ttl_seconds)
+"""
+
+# A stream opened on its own: a conversation turn's, once its rows are committed.
+OPEN_SCRIPT = (
+    "local stream_key, queue_key, wake_key = KEYS[1], KEYS[2], KEYS[3]\n"
+    "local start_event, start_data, stream_ttl_seconds, task_message, wake_ttl_seconds"
+    " = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]\n" + OPEN_LUA
+)
+OPEN_SHA = hashlib.sha1(OPEN_SCRIPT.encode()).hexdigest()

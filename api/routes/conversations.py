@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import anyio
@@ -23,15 +22,6 @@ from api.deps import (
     authenticate_access_token,
 )
 from api.errors import sanitize_issues
-from api.generations import (
-    StartedGeneration,
-    cancel_generation,
-    owned_model_config,
-    resolve_route,
-    start_generation,
-    wait_for_reply,
-)
-from api.relay import StreamEvent, relay_events
 from api.schemas.conversations import (
     ChatAnswer,
     ChatRequest,
@@ -44,6 +34,16 @@ from api.schemas.conversations import (
     SocketChat,
     SocketMessage,
 )
+from api.streaming.sse import SSE_RESPONSES, sse_events
+from api.streaming.start import (
+    StartedGeneration,
+    cancel_generation,
+    owned_model_config,
+    resolve_route,
+    start_generation,
+    wait_for_reply,
+)
+from api.streaming.websocket import error_payload, event_payload
 from core.chat import route_for_model
 from core.config import settings
 from core.db import async_session_factory
@@ -56,24 +56,6 @@ from models import Conversation, Generation, Message, User
 PG_BIGINT_MAX = 2**63 - 1
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
-
-SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-SSE_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"text/event-stream": {}}, "description": "Server-sent events"}
-}
-
-
-async def sse_body(events: AsyncIterator[StreamEvent]) -> AsyncIterator[str]:
-    async for event in events:
-        yield event.sse()
-
-
-def sse_response(generation_id: uuid.UUID, last_event_id: str | None = None) -> StreamingResponse:
-    return StreamingResponse(
-        sse_body(relay_events(str(generation_id), last_event_id)),
-        media_type="text/event-stream",
-        headers=SSE_HEADERS,
-    )
 
 
 @router.post(
@@ -203,11 +185,7 @@ async def chat_stream(
     started = await start_generation(
         session, redis, user=user, route=route, conversation=conversation, content=body.content
     )
-    return StreamingResponse(
-        sse_body(started.events()),
-        media_type="text/event-stream",
-        headers={**SSE_HEADERS, **started.headers},
-    )
+    return sse_events(started.events(), started.headers)
 
 
 # A frame's refusals are named from here, as FastAPI names a request body's from "body".
@@ -254,7 +232,7 @@ class _Socket:
         try:
             user, _ = await authenticate_access_token(self.token, session, redis_client())
         except Unauthorized as exc:
-            await self.send(_ws_error(exc.code, exc.detail))
+            await self.send(error_payload(exc.code, exc.detail))
             await self.close(CLOSE_UNAUTHORIZED)
             return None
         return user
@@ -266,7 +244,7 @@ class _Socket:
                 return False
             conversation = await session.get(Conversation, self.conversation_id)
             if conversation is None or conversation.user_id != user.id:
-                await self.send(_ws_error("not_found", "Conversation not found."))
+                await self.send(error_payload("not_found", "Conversation not found."))
                 await self.close(CLOSE_NOT_FOUND)
                 return False
         return True
@@ -295,7 +273,7 @@ class _Socket:
         # surrogatepass: this only measures (the server decoded the frame as UTF-8).
         if len(text.encode("utf-8", "surrogatepass")) > settings.max_body_bytes:
             await self.send(
-                _ws_error(
+                error_payload(
                     "payload_too_large",
                     f"A message may hold at most {settings.max_body_bytes} bytes.",
                 )
@@ -312,15 +290,12 @@ class _Socket:
 
     async def refuse(self, issues: list[dict[str, Any]]) -> None:
         message = issues[0]["msg"] if issues else "The message is not valid."
-        await self.send({**_ws_error("validation_error", message), "detail": issues})
+        await self.send({**error_payload("validation_error", message), "detail": issues})
 
     async def relay(self, started: StartedGeneration) -> None:
         try:
             async for event in started.events():
-                if event.is_ping:
-                    await self.send({"type": "ping"})
-                    continue
-                await self.send({"type": event.event, "id": event.id, **event.data})
+                await self.send(event_payload(event))
                 if event.event in TERMINAL_EVENTS:
                     break
         finally:
@@ -333,7 +308,7 @@ class _Socket:
                 return
             conversation = await session.get(Conversation, self.conversation_id)
             if conversation is None:
-                await self.send(_ws_error("not_found", "Conversation not found."))
+                await self.send(error_payload("not_found", "Conversation not found."))
                 return
             if isinstance(message, SocketCancel):
                 if self.current is not None:
@@ -342,7 +317,7 @@ class _Socket:
                         await cancel_generation(session, redis_client(), generation)
                 return
             if self.current is not None:
-                await self.send(_ws_error("busy", "A reply is still being generated."))
+                await self.send(error_payload("busy", "A reply is still being generated."))
                 return
             try:
                 route = await resolve_route(session, user, message.model, conversation)
@@ -355,14 +330,10 @@ class _Socket:
                     content=message.content,
                 )
             except AppError as exc:
-                await self.send(_ws_error(exc.code, exc.detail))
+                await self.send(error_payload(exc.code, exc.detail))
                 return
         self.current = started.generation_id
         tasks.start_soon(self.relay, started)
-
-
-def _ws_error(code: str, message: str) -> dict[str, Any]:
-    return {"type": "error", "code": code, "message": message}
 
 
 def _socket_credentials(websocket: WebSocket, query_token: str) -> tuple[str, str | None]:

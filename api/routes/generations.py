@@ -8,9 +8,10 @@ from fastapi import APIRouter, Header, status
 from fastapi.responses import Response, StreamingResponse
 
 from api.deps import OwnedGeneration, RedisDep, SessionDep
-from api.generations import cancel_generation
-from api.routes.conversations import SSE_RESPONSES, sse_response
 from api.schemas.conversations import GenerationOut
+from api.streaming.relay import relay_events
+from api.streaming.sse import SSE_RESPONSES, sse_events
+from api.streaming.start import cancel_generation
 from core.errors import AppError
 from core.lifecycle import CANCEL
 from core.streams import parse_stream_id
@@ -67,7 +68,7 @@ async def stream_generation(
             )
         ms, seq = parsed
         cursor = f"{ms}-{seq}"
-    return sse_response(generation.id, cursor)
+    return sse_events(relay_events(str(generation.id), cursor))
 
 
 @router.post(

@@ -1,7 +1,8 @@
 """How the API frames server-sent events, without a running API: our own events
-(`StreamEvent.sse`, api/relay.py) and OpenAI's `chat.completion.chunk` stream
-(api/completions.py). Each frame is read back with the worker's SSE reader
-(workers/providers/base.py `sse_lines`), which follows the spec's line rules.
+(`StreamEvent.sse`, api/streaming/relay.py and sse.py) and OpenAI's
+`chat.completion.chunk` stream (api/streaming/openai_chunks.py). Each frame is read
+back with the worker's SSE reader (workers/providers/base.py `sse_lines`), which
+follows the spec's line rules.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ import httpx
 import orjson
 import pytest
 
-from api.completions import _chunks
-from api.generations import StartedGeneration
-from api.relay import PING, StreamEvent
-from api.stream_hub import Subscription
+from api.streaming.hub import Subscription
+from api.streaming.openai_chunks import completion_chunks as _chunks
+from api.streaming.relay import PING, StreamEvent
+from api.streaming.start import StartedGeneration
 from core.streams import CANCELLED, DELTA, DONE, ERROR, START, decode, encode, stream_key
 from workers.providers.base import sse_lines
 
@@ -116,7 +117,7 @@ def test_a_sequence_of_events_reads_back_in_order() -> None:
     ]
 
 
-# --- the OpenAI chunk stream (api/completions.py) ----------------------------
+# --- the OpenAI chunk stream (api/streaming/openai_chunks.py) ----------------
 
 
 async def completion_frames(

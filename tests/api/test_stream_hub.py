@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from api.stream_hub import StreamHub
+from api.streaming.hub import StreamHub
 
 
 @pytest.mark.parametrize("cursor", ["0-99999999999999999999999", "abc", "", "$", "1-2-3"])

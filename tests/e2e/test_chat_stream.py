@@ -34,7 +34,8 @@ async def test_stream_end_to_end_stores_reply_and_usage(client, make_user, fake_
 
     [request] = [r for r in fake_llm.requests_tagged("e2e1") if not r["is_title"]]
     assert request["headers"]["authorization"] == "Bearer sk-fake-deepseek"
-    assert request["body"]["model"] == "deepseek-chat"
+    # The free plan's default, the current model the mobile clients' `deepseek-chat` names.
+    assert request["body"]["model"] == "deepseek-flash"
     assert request["body"]["messages"][-1] == {"role": "user", "content": content}
     prompt_tokens = len(content) // 4 + 3
     assert done["usage"] == {
@@ -342,9 +343,9 @@ async def test_turn_whose_request_cannot_be_built_ends_failed(make_user, fake_ll
 @pytest.mark.parametrize(
     ("plan", "protocol", "model", "key_header", "key"),
     [
-        ("free", "openai", "deepseek-chat", "authorization", "Bearer sk-fake-deepseek"),
-        ("pro", "openai", "moonshot-v1-32k", "authorization", "Bearer sk-fake-kimi"),
-        ("max", "anthropic", "claude-3-5-sonnet-latest", "x-api-key", "sk-ant-fake"),
+        ("free", "openai", "deepseek-flash", "authorization", "Bearer sk-fake-deepseek"),
+        ("pro", "openai", "kimi-k2.6", "authorization", "Bearer sk-fake-kimi"),
+        ("max", "anthropic", "claude-sonnet-5-5", "x-api-key", "sk-ant-fake"),
     ],
 )
 async def test_plan_routes_to_its_provider(

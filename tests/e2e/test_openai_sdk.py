@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from core.chat import cost_of
+from core.config import settings
 from core.db import worker_session
-from core.plans import models_for_plan
+from core.plans import listed_models_for_plan
 from models import Generation, UsageRecord
 from tests.fakes.llm import FakeLLM, expected_tool_calls
 from tests.fakes.openai_protocol import expected_reply
@@ -65,7 +66,7 @@ async def test_sdk_sync_and_async(client, api_server, make_user) -> None:
         model="auto", messages=[{"role": "user", "content": prompt}], top_p=0.5, stop=["zz"]
     )
     assert int(raw.headers["x-ratelimit-limit"]) == 60
-    assert raw.parse().model == "moonshot-v1-32k"
+    assert raw.parse().model == settings.plans["pro"].default_model == "kimi-k2.6"
 
     stream_prompt = "stream [[tag=sdkstream tokens=7]]"
     chunks = list(
@@ -82,7 +83,7 @@ async def test_sdk_sync_and_async(client, api_server, make_user) -> None:
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == expected_reply(stream_prompt)
     assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 7
-    assert [m.id for m in sync.models.list()] == models_for_plan("pro")
+    assert [m.id for m in sync.models.list()] == [n for n, _ in listed_models_for_plan("pro")]
 
     async_client = openai.AsyncOpenAI(base_url=api_server + "/v1", api_key=key, max_retries=0)
     answer = await async_client.chat.completions.create(

@@ -1,5 +1,5 @@
 """Resuming a generation's stream with a hostile or spent `Last-Event-ID`, and the one
-stream reader of an API process (api/stream_hub.py) surviving a reader that fails."""
+stream reader of an API process (api/streaming/hub.py) surviving a reader that fails."""
 
 from __future__ import annotations
 

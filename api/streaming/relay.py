@@ -2,13 +2,13 @@
 
 Reads `gen:{id}` from its start (or after `Last-Event-ID`), never from `$`: a
 worker faster than the relay would otherwise lose the first tokens. The reads
-themselves are api/stream_hub.py's, one for all the streams of the process. Ends
+themselves are api/streaming/hub.py's, one for all the streams of the process. Ends
 after the terminal event, or at once when resumed at or past it. When nothing
 arrives, the generation is still running and the worker process its heartbeat key
 names is not alive, the relay ends the stream itself with an `error` event (through
 the same once-only terminal script the worker uses), so a killed worker never leaves
-a client hanging. SSE, WebSocket and the OpenAI-compatible route all format these
-events their own way.
+a client hanging. sse.py, websocket.py and openai_chunks.py format these events
+for their clients.
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any
 import orjson
 from sqlalchemy import select
 
-from api.stream_hub import IDLE, StreamUnreadable, Subscription, stream_hub
+from api.streaming.hub import IDLE, StreamUnreadable, Subscription, stream_hub
+from api.streaming.sse import PING_FRAME, frame
 from core.config import settings
 from core.db import async_session_factory
 from core.lifecycle import MARK_LOST
@@ -64,12 +65,15 @@ class StreamEvent:
     def is_ping(self) -> bool:
         return self.id is None and self.event == "ping"
 
-    def sse(self) -> str:
+    def frame(self) -> bytes:
+        """The event as one SSE frame (api/streaming/sse.py)."""
         if self.is_ping:
-            return ": ping\n\n"
-        head = f"id: {self.id}\n" if self.id else ""
-        data = self.raw if self.raw is not None else orjson.dumps(self.data).decode()
-        return f"{head}event: {self.event}\ndata: {data}\n\n"
+            return PING_FRAME
+        data = self.raw.encode() if self.raw is not None else orjson.dumps(self.data)
+        return frame(data, self.event, self.id)
+
+    def sse(self) -> str:
+        return self.frame().decode()
 
 
 PING = StreamEvent(None, "ping", {})
@@ -100,7 +104,7 @@ async def relay_events(
     last_event_id: str | None = None,
     subscription: Subscription | None = None,
 ) -> AsyncIterator[StreamEvent]:
-    """`subscription`: one taken before the generation's start (see api/stream_hub.py);
+    """`subscription`: one taken before the generation's start (see api/streaming/hub.py);
     without it, the relay subscribes and wakes the hub itself. `last_event_id`: a valid
     stream id (core/streams.py), checked by the caller."""
     hub = stream_hub()

@@ -7,7 +7,9 @@ streaming capacity) before anything is written. A conversation turn then writes
 the user message and the `generations` row, commits, opens the stream with its
 `start` event and queues the worker task; a completion writes nothing to
 PostgreSQL (the worker inserts its row) and, when the broker shares the Redis
-db, is admitted, opened and queued in that one script.
+db, is admitted, opened and queued in that one script. Either way the stream opens
+through the one Lua of core/streams.py (`Opening`, `OPEN_LUA`): inside the admission
+script for a completion, in a script of its own after the commit for a turn.
 """
 
 from __future__ import annotations
@@ -19,19 +21,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from sqlalchemy import delete, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
 from api.deps import fetch_owned
-from api.enqueue import TaskMessage, push, task_message
-from api.relay import StreamEvent, relay_events
-from api.stream_hub import WAKE_TTL_SECONDS, Subscription, stream_hub
+from api.streaming.enqueue import TaskMessage, push, task_message
+from api.streaming.hub import WAKE_TTL_SECONDS, Subscription, stream_hub
+from api.streaming.relay import StreamEvent, relay_events
 from core.admission import release, release_in
 from core.chat import CUSTOM_PROVIDER, Route, default_model, route_for_model
 from core.errors import AppError, Unavailable
-from core.gate import Opening, admit
+from core.gate import admit
 from core.lifecycle import CANCEL, GenerationStatus, MessageStatus
 from core.quota import (
     QuotaSubject,
@@ -40,14 +42,17 @@ from core.quota import (
     refund_in,
     subject_for_user,
 )
-from core.redis import as_fields, broker_shares_redis
+from core.redis import broker_shares_redis
 from core.streams import (
     CANCEL_FLAG_TTL_SECONDS,
     CANCELLED,
     DONE,
     ERROR,
+    OPEN_SCRIPT,
+    OPEN_SHA,
     START,
     TERMINAL_SCRIPT,
+    Opening,
     cancel_key,
     encode,
     stream_key,
@@ -67,7 +72,7 @@ class StartedGeneration:
     user_message_id: int | None
     # X-RateLimit-* of the quota reservation, for the answer's headers.
     headers: dict[str, str] = field(default_factory=dict)
-    # The relay's reads of the stream, registered before its start (api/stream_hub.py).
+    # The relay's reads of the stream, registered before its start (api/streaming/hub.py).
     subscription: Subscription | None = None
 
     def events(self) -> AsyncIterator[StreamEvent]:
@@ -234,24 +239,12 @@ async def start_completion(
     async def load_used() -> int:
         return await durable_used(session, caller)
 
+    opening = _opening(started, message)
     try:
-        if broker_shares_redis():
-            fields = encode(START, _start_data(started))
-            opening = Opening(
-                stream_key(gen_id),
-                fields["event"],
-                fields["data"],
-                UNSTARTED_STREAM_TTL_SECONDS,
-                message.queue,
-                message.payload,
-                hub.wake_key,
-                WAKE_TTL_SECONDS,
-            )
-            grant = await admit(redis, caller, generation_id, load_used, opening)
-        else:
-            grant = await admit(redis, caller, generation_id, load_used)
+        grant = await admit(redis, caller, generation_id, load_used, opening)
+        if not opening.queue:
             try:
-                await _open(redis, started, message)
+                await push(message)
             except BaseException as exc:
                 await _give_back(redis, caller, generation_id)
                 if isinstance(exc, RedisError | OSError):
@@ -271,18 +264,32 @@ def _start_data(started: StartedGeneration) -> dict[str, Any]:
     }
 
 
+def _opening(started: StartedGeneration, message: TaskMessage) -> Opening:
+    """The stream's `start` entry, the task (when the broker is this Redis db) and the
+    wake-up of this process' stream reader, opened in one step."""
+    fields = encode(START, _start_data(started))
+    return Opening(
+        stream_key=stream_key(str(started.generation_id)),
+        event=fields["event"],
+        data=fields["data"],
+        stream_ttl_seconds=UNSTARTED_STREAM_TTL_SECONDS,
+        queue=message.queue if broker_shares_redis() else "",
+        task_message=message.payload,
+        wake_key=stream_hub().wake_key,
+        wake_ttl_seconds=WAKE_TTL_SECONDS,
+    )
+
+
 async def _open(redis: aioredis.Redis, started: StartedGeneration, message: TaskMessage) -> None:
-    """The stream's `start` entry, the stream reader's wake-up, then the task: in one
-    pipeline when the broker is this Redis db, else the task goes to the broker after."""
-    key = stream_key(str(started.generation_id))
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.xadd(key, as_fields(encode(START, _start_data(started))))
-        pipe.expire(key, UNSTARTED_STREAM_TTL_SECONDS)
-        stream_hub().wake_in(pipe)
-        if broker_shares_redis():
-            pipe.lpush(message.queue, message.payload)
-        await pipe.execute()
-    if not broker_shares_redis():
+    """Open the stream on its own, in one round trip; the task goes to the broker after
+    when the broker is another Redis."""
+    opening = _opening(started, message)
+    keys, args = opening.keys(), opening.args()
+    try:
+        await redis.evalsha(OPEN_SHA, len(keys), *keys, *args)
+    except NoScriptError:
+        await redis.eval(OPEN_SCRIPT, len(keys), *keys, *args)
+    if not opening.queue:
         await push(message)
 
 

@@ -6,7 +6,7 @@ and hands each batch of entries to its subscriber's queue. A new subscription
 must interrupt the read in progress: its key is registered first, then an entry
 is added to this process's wake stream (which every read includes), in the same
 round trip as the generation's `start` entry where there is one (core/gate.py,
-api/generations.py). Subscribers of one key may be at different cursors (a
+api/streaming/start.py). Subscribers of one key may be at different cursors (a
 resumed stream beside the original); each gets only what follows its own.
 
 Since one XREAD serves every stream, no stream may fail it for the others: a cursor
