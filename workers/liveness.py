@@ -7,7 +7,7 @@ worker but a pipe: it refreshes the key on its own schedule and, when the pipe
 reaches end of file (the worker exited or was killed), deletes the key at once,
 so a dead worker's streams end without waiting for the TTL.
 
-Started by `WorkerLiveness` (workers/tasks/chat.py) as
+Started by `WorkerLiveness` (workers/heartbeat.py) as
 `python -m workers.liveness <worker id>`, with the Redis URL on its stdin.
 """
 

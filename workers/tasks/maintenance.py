@@ -35,7 +35,7 @@ from core.streams import (
     stream_key,
 )
 from models import Generation, Message
-from workers.tasks.chat import publish_terminal
+from workers.generation.stream_writer import publish_terminal
 
 log = get_task_logger(__name__)
 

@@ -1,0 +1,77 @@
+"""A generation's provider request: a conversation's history trimmed to the model's
+context, or a stateless completion's stored request; the provider key decrypted
+only here, at call time."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.chat import CUSTOM_PROVIDER, PLUGIN_PROVIDER, context_window, trim_history
+from core.crypto import decrypt_secret
+from core.lifecycle import HISTORY_MESSAGE_STATUSES
+from models import Conversation, Generation, Message, ModelConfig, UserAIConfig
+from workers.providers import platform_endpoint
+from workers.providers.base import ProviderCall, ProviderError
+from workers.tasks.plugin import chat_endpoint
+
+
+def build_call(session: Session, generation: Generation) -> ProviderCall:
+    """The provider request: trimmed history for a conversation, or the stored request."""
+    params = dict(generation.request or {})
+    if generation.conversation_id is not None:
+        found = session.execute(
+            select(Conversation, UserAIConfig)
+            .outerjoin(UserAIConfig, UserAIConfig.user_id == generation.user_id)
+            .where(Conversation.id == generation.conversation_id)
+        ).one_or_none()
+        if found is None:
+            raise ProviderError("The conversation was deleted.")
+        conversation, ai_config = found
+        rows = session.scalars(
+            select(Message)
+            .where(
+                Message.conversation_id == conversation.id,
+                Message.id <= (generation.user_message_id or 0),
+                Message.status.in_(sorted(HISTORY_MESSAGE_STATUSES)),
+            )
+            .order_by(Message.id)
+        ).all()
+        history = [{"role": m.role, "content": m.content} for m in rows if m.content]
+        system_prompt = conversation.system_prompt or (
+            ai_config.system_prompt if ai_config else None
+        )
+        messages = trim_history(
+            system_prompt, history, context_window(generation.model, generation.provider)
+        )
+        if ai_config and ai_config.temperature is not None:
+            params.setdefault("temperature", ai_config.temperature)
+    else:
+        messages = params.pop("messages")
+    if generation.provider == CUSTOM_PROVIDER:
+        config = session.get(ModelConfig, generation.model_config_id)
+        if config is None:
+            raise ProviderError("The model config was deleted.")
+        # Decrypted only here, at call time, and never logged.
+        base_url, api_key, user_endpoint = (
+            config.base_url,
+            decrypt_secret(config.api_key_encrypted),
+            True,
+        )
+    elif generation.provider == PLUGIN_PROVIDER:
+        base_url, api_key = chat_endpoint(session, generation.user_id)
+        user_endpoint = False
+    else:
+        base_url, api_key = platform_endpoint(generation.provider)
+        user_endpoint = False
+    return ProviderCall(
+        base_url=base_url,
+        api_key=api_key,
+        model=generation.model,
+        messages=messages,
+        temperature=params.pop("temperature", None),
+        max_tokens=params.pop("max_tokens", None),
+        user_endpoint=user_endpoint,
+        # The rest of a stateless request (top_p, stop, tools, ...) goes to the provider as is.
+        extra=params,
+    )

@@ -1,0 +1,193 @@
+"""The worker's side of `gen:{id}`: the reply's deltas, coalesced to bound Redis
+operations, each write checking the cancel flag in the same round trip; and the
+terminal event that ends the stream."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from core.admission import release_in
+from core.input_rules import storable_text
+from core.redis import as_fields, sync_redis
+from core.streams import (
+    DELTA,
+    DELTA_FLUSH_CHARS,
+    DELTA_FLUSH_SECONDS,
+    TERMINAL_SCRIPT,
+    cancel_key,
+    encode,
+    stream_key,
+    terminal_script_args,
+)
+from models import Generation
+from workers.generation.outcome import Cancelled, Outcome, ReplyFailed
+from workers.providers import provider_for
+from workers.providers.base import (
+    Finish,
+    ProviderCall,
+    ProviderError,
+    StreamItem,
+    Usage,
+    stream_with_retry,
+)
+from workers.providers.tool_calls import ToolCallDelta, assemble, merge_fragment
+
+
+class DeltaCoalescer:
+    """The reply's deltas not yet written, and when to write them: once DELTA_FLUSH_SECONDS
+    have passed since the last write, or DELTA_FLUSH_CHARS of text are held.
+
+    Text and tool-call fragments are never held together: a delta of the other kind
+    hands back the held ones to be written first, so the stream keeps the provider's
+    order. No I/O: the caller writes what `take` and the `add_` methods hand back."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        seconds: float = DELTA_FLUSH_SECONDS,
+        chars: int = DELTA_FLUSH_CHARS,
+    ) -> None:
+        self._clock = clock
+        self._seconds = seconds
+        self._chars = chars
+        self._text: list[str] = []
+        self._text_chars = 0
+        self._tool_calls: list[dict[str, Any]] = []
+        self._taken_at = clock()
+
+    def add_text(self, text: str) -> tuple[dict[str, Any], ...]:
+        """Hold a text delta; the held tool-call fragments, to write before it."""
+        ready = self.take() if self._tool_calls else ()
+        self._text.append(text)
+        self._text_chars += len(text)
+        return ready
+
+    def add_tool_call(self, fragment: dict[str, Any]) -> tuple[dict[str, Any], ...]:
+        """Hold a tool-call fragment; the held text, to write before it."""
+        ready = self.take() if self._text else ()
+        merge_fragment(self._tool_calls, fragment)
+        return ready
+
+    def due(self) -> bool:
+        return self._text_chars >= self._chars or self._clock() - self._taken_at >= self._seconds
+
+    def take(self) -> tuple[dict[str, Any], ...]:
+        """The held deltas as `delta` event data, in order; nothing is held after."""
+        self._taken_at = self._clock()
+        if self._text:
+            text = "".join(self._text)
+            self._text.clear()
+            self._text_chars = 0
+            return ({"content": text},)
+        if self._tool_calls:
+            # `content` stays present so clients that only concatenate text never break.
+            tool_calls = list(self._tool_calls)
+            self._tool_calls.clear()
+            return ({"content": "", "tool_calls": tool_calls},)
+        return ()
+
+
+class StreamWriter:
+    """Relays one generation's reply into `gen:{id}` and keeps what it relayed, which is
+    also what gets stored."""
+
+    def __init__(self, generation_id: str) -> None:
+        self._redis = sync_redis()
+        self._key, self._flag = stream_key(generation_id), cancel_key(generation_id)
+        self._deltas = DeltaCoalescer()
+        self._parts: list[str] = []
+        self._fragments: list[dict[str, Any]] = []
+        self._usage = Usage()
+        self._finish_reason: str | None = None
+        self._first_token_at: datetime | None = None
+
+    def relay(
+        self, items: Iterable[StreamItem], after_first_token: Callable[[], None] | None = None
+    ) -> Outcome:
+        """Write `items` to the stream; the reply. Raises Cancelled or ReplyFailed, each
+        with the reply so far. The first token is written at once; `after_first_token`
+        runs then, off its path to the client."""
+        # Locals: this loop runs once per token.
+        deltas, parts, fragments = self._deltas, self._parts, self._fragments
+        try:
+            for item in items:
+                if isinstance(item, Usage):
+                    self._usage = item
+                    continue
+                if isinstance(item, Finish):
+                    self._finish_reason = item.reason
+                    continue
+                if isinstance(item, ToolCallDelta):
+                    ready = deltas.add_tool_call(item.fragment)
+                    if ready:
+                        self._write(ready)
+                    fragments.append(item.fragment)
+                else:
+                    # Dropped here, so the client is relayed exactly what is stored.
+                    item = storable_text(item)
+                    if not item:
+                        continue
+                    ready = deltas.add_text(item)
+                    if ready:
+                        self._write(ready)
+                    parts.append(item)
+                if self._first_token_at is None:
+                    self._first_token_at = datetime.now(UTC)
+                    self._write(deltas.take())
+                    if after_first_token is not None:
+                        after_first_token()
+                elif deltas.due():
+                    self._write(deltas.take())
+            self._write(deltas.take())
+        except ProviderError as exc:
+            # What was already relayed is also what gets stored: write the tail first.
+            for data in deltas.take():
+                self._redis.xadd(self._key, as_fields(encode(DELTA, data)))
+            raise ReplyFailed(exc, self.outcome()) from exc
+        return self.outcome()
+
+    def outcome(self) -> Outcome:
+        return Outcome(
+            "".join(self._parts),
+            self._usage,
+            self._first_token_at,
+            assemble(self._fragments),
+            self._finish_reason,
+        )
+
+    def _write(self, deltas: tuple[dict[str, Any], ...]) -> None:
+        # The deltas and the cancel-flag check in one round trip.
+        pipe = self._redis.pipeline(transaction=False)
+        for data in deltas:
+            pipe.xadd(self._key, as_fields(encode(DELTA, data)))
+        pipe.exists(self._flag)
+        if pipe.execute()[-1]:
+            raise Cancelled(self.outcome())
+
+
+def stream_reply(
+    generation: Generation,
+    call: ProviderCall,
+    after_first_token: Callable[[], None] | None = None,
+) -> Outcome:
+    """Stream the provider's reply into `gen:{id}` (see StreamWriter.relay)."""
+    items = stream_with_retry(provider_for(generation.provider), call)
+    return StreamWriter(str(generation.id)).relay(items, after_first_token)
+
+
+def publish_terminal(
+    generation_id: str, event: str, data: dict, user_id: uuid.UUID | None = None
+) -> None:
+    """The terminal event; with `user_id`, the streaming slot is released in the same round
+    trip, before the event, so a client that reads the end can start its next one at once."""
+    keys, args = terminal_script_args(generation_id, event, data)
+    pipe = sync_redis().pipeline(transaction=False)
+    if user_id is not None:
+        release_in(pipe, user_id, generation_id)
+    pipe.eval(TERMINAL_SCRIPT, len(keys), *keys, *args)
+    pipe.execute()
