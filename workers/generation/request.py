@@ -4,16 +4,19 @@ only here, at call time."""
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.chat import CUSTOM_PROVIDER, PLUGIN_PROVIDER, context_window, trim_history
 from core.crypto import decrypt_secret
 from core.lifecycle import HISTORY_MESSAGE_STATUSES
-from models import Conversation, Generation, Message, ModelConfig, UserAIConfig
+from core.plugin_accounts import usable
+from core.providers import provider_spec
+from models import Conversation, Generation, Message, ModelConfig, PluginAccount, UserAIConfig
 from workers.providers import platform_endpoint
 from workers.providers.base import ProviderCall, ProviderError
-from workers.tasks.plugin import chat_endpoint
 
 
 def build_call(session: Session, generation: Generation) -> ProviderCall:
@@ -74,4 +77,16 @@ def build_call(session: Session, generation: Generation) -> ProviderCall:
         user_endpoint=user_endpoint,
         # The rest of a stateless request (top_p, stop, tools, ...) goes to the provider as is.
         extra=params,
+    )
+
+
+def chat_endpoint(session: Session, user_id: uuid.UUID) -> tuple[str, str]:
+    """plug-in-api's OpenAI-compatible base URL and the user's own key, decrypted just
+    in time for the call (never logged, never sent anywhere else)."""
+    account = usable(session.scalar(select(PluginAccount).where(PluginAccount.user_id == user_id)))
+    if account is None:
+        raise ProviderError("The plug-in API account is not active.")
+    return (
+        provider_spec(PLUGIN_PROVIDER).base_url(),
+        decrypt_secret(account.api_key_encrypted),
     )

@@ -14,7 +14,6 @@ from celery import Task
 from celery.utils.log import get_task_logger
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session
 
 from core.celery_app import celery_app
 from core.config import settings
@@ -31,12 +30,9 @@ from core.plugin_accounts import (
     provision_journal_key,
     retry_delay,
     upstream_user_name,
-    usable,
 )
-from core.providers import PLUGIN_PROVIDER, provider_spec
 from core.redis import as_hash, as_str, sync_redis
 from models import PluginAccount, User
-from workers.providers.base import ProviderError
 
 log = get_task_logger(__name__)
 
@@ -84,18 +80,6 @@ def _create_upstream_user(user_id: uuid.UUID) -> tuple[str, str]:
         return str(data["user_id"]), str(data["api_key"])
     except (ValueError, KeyError, TypeError):
         raise UpstreamRefused("plug-in-api answered POST /api/users without data") from None
-
-
-def chat_endpoint(session: Session, user_id: uuid.UUID) -> tuple[str, str]:
-    """plug-in-api's OpenAI-compatible base URL and the user's own key, decrypted just
-    in time for the call (never logged, never sent anywhere else)."""
-    account = usable(session.scalar(select(PluginAccount).where(PluginAccount.user_id == user_id)))
-    if account is None:
-        raise ProviderError("The plug-in API account is not active.")
-    return (
-        provider_spec(PLUGIN_PROVIDER).base_url(),
-        decrypt_secret(account.api_key_encrypted),
-    )
 
 
 def _read_journal(user_id: uuid.UUID) -> tuple[str, str] | None:
