@@ -30,7 +30,9 @@ from workers.providers.base import (
     Finish,
     ProviderCall,
     ProviderError,
+    Reasoning,
     StreamItem,
+    ThinkingBlock,
     Usage,
     stream_with_retry,
 )
@@ -121,6 +123,8 @@ class StreamWriter:
                     continue
                 if isinstance(item, Finish):
                     self._finish_reason = item.reason
+                    continue
+                if isinstance(item, Reasoning | ThinkingBlock):
                     continue
                 if isinstance(item, ToolCallDelta):
                     ready = deltas.add_tool_call(item.fragment)

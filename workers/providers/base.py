@@ -34,9 +34,16 @@ class ProviderCall:
     base_url: str
     api_key: str
     model: str
-    messages: list[dict[str, str]]
+    # OpenAI chat format. An assistant message may also carry `reasoning_content` (its
+    # thinking text) and `thinking_blocks` (Anthropic's signed blocks): each adapter sends
+    # them back only where its provider requires it (a tool-call turn) and drops them
+    # elsewhere.
+    messages: list[dict[str, Any]]
     temperature: float | None = None
     max_tokens: int | None = None
+    # none | low | medium | high; None leaves the model's own default. Each adapter maps
+    # it to its provider's control.
+    reasoning_effort: str | None = None
     # A user's own endpoint: connect to the checked address, never echo its errors.
     user_endpoint: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -44,8 +51,18 @@ class ProviderCall:
 
 @dataclass
 class Usage:
+    """Tokens as the provider reported them; None where it reported nothing."""
+
+    # Every input token, cached ones included (Anthropic: input + cache read + cache write).
     prompt_tokens: int | None = None
+    # Every output token, reasoning included.
     completion_tokens: int | None = None
+    # Input read from the provider's cache (OpenAI `cached_tokens`, DeepSeek
+    # `prompt_cache_hit_tokens`, Anthropic `cache_read_input_tokens`).
+    cached_tokens: int | None = None
+    # Input written to the cache (Anthropic `cache_creation_input_tokens`).
+    cache_write_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True)
@@ -55,8 +72,26 @@ class Finish:
     reason: str
 
 
-# What a provider's stream yields: text, tool-call fragments, the end reason, then usage.
-StreamItem = str | ToolCallDelta | Finish | Usage
+@dataclass(frozen=True, slots=True)
+class Reasoning:
+    """A piece of the model's thinking text (`reasoning_content` deltas; Anthropic
+    `thinking_delta`s). It comes before the reply's text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ThinkingBlock:
+    """A whole Anthropic thinking block once it ended, as a later tool-use turn must send
+    it back unchanged: `{"type": "thinking", "thinking", "signature"}` or
+    `{"type": "redacted_thinking", "data"}`. Its text also came as Reasoning pieces."""
+
+    block: dict[str, Any]
+
+
+# What a provider's stream yields, in order: reasoning (pieces, and whole Anthropic blocks),
+# text, tool-call fragments, the end reason, then usage.
+StreamItem = str | Reasoning | ThinkingBlock | ToolCallDelta | Finish | Usage
 
 
 class ProviderError(Exception):
