@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 
 from core.api_keys import REQUESTS_KEY
 from core.db import worker_session
-from core.plans import models_for_plan
+from core.plans import listed_models_for_plan
 from core.redis import sync_redis
 from core.security import hash_token
 from models import ApiKey
@@ -50,7 +50,8 @@ async def test_key_lifecycle_across_replicas(
         for api in (client, replica):
             models = await api.get("/v1/models", headers=_bearer(key))
             assert models.status_code == 200, models.text
-            assert [m["id"] for m in models.json()["data"]] == models_for_plan("pro")
+            listed = [name for name, _ in listed_models_for_plan("pro")]
+            assert [m["id"] for m in models.json()["data"]] == listed
             current = await api.get("/v1/developer/usage/current", headers=_bearer(key))
             assert current.status_code == 200 and current.json()["plan"] == "pro"
 
