@@ -19,7 +19,7 @@ from api.streaming.sse import sse_stream
 from api.streaming.start import start_completion, wait_for_reply
 from core.chat import Route
 from core.errors import AppError
-from core.providers import speaks_openai
+from core.providers import LOCAL_PROVIDER, speaks_openai
 from core.quota import QuotaSubject
 
 PASSED_THROUGH = (
@@ -30,8 +30,12 @@ PASSED_THROUGH = (
     "presence_penalty",
     "frequency_penalty",
     "seed",
+    "tools",
+    "tool_choice",
+    "reasoning_effort",
+    "thinking",
 )
-OPENAI_ONLY = ("tools", "tool_choice", "response_format")
+OPENAI_ONLY = ("response_format",)
 # The `responses` of a completion route's OpenAPI entry.
 COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {"example": "data: {...}\n\ndata: [DONE]\n\n"}}},
@@ -47,25 +51,30 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
 
 
 def _provider_request(body: ChatCompletionRequest, provider: str) -> dict[str, Any]:
-    """What the worker sends upstream: messages plus the parameters the client set."""
+    """What the worker sends upstream: messages plus the parameters the client set.
+    Messages keep OpenAI's format (tool calls, tool results, an assistant turn's
+    `reasoning_content` and `thinking_blocks`): each adapter translates them for its
+    provider. `reasoning_effort` is the worker's to map; the rest goes upstream as is."""
     params = body.model_dump(include=set(PASSED_THROUGH), exclude_none=True)
     max_tokens = body.max_completion_tokens or body.max_tokens
     if max_tokens is not None:
         params["max_tokens"] = max_tokens
     if speaks_openai(provider):
         params.update(body.model_dump(include=set(OPENAI_ONLY), exclude_none=True))
-        messages = [m.model_dump(exclude_none=True) for m in body.messages]
-    else:
-        if any(getattr(body, name) is not None for name in OPENAI_ONLY):
-            raise AppError(
-                f"{', '.join(OPENAI_ONLY)} are supported only by OpenAI-compatible models.",
-                code="unsupported_parameter",
-            )
+    elif any(getattr(body, name) is not None for name in OPENAI_ONLY):
+        raise AppError(
+            f"{', '.join(OPENAI_ONLY)} are supported only by OpenAI-compatible models.",
+            code="unsupported_parameter",
+        )
+    if provider == LOCAL_PROVIDER:
+        # The built-in provider reads plain text and has no tools.
         messages = [
             {"role": "system" if m.role == "developer" else m.role, "content": _text(m.content)}
             for m in body.messages
             if m.role != "tool"
         ]
+    else:
+        messages = [m.model_dump(exclude_none=True) for m in body.messages]
     return {"messages": messages, **params}
 
 

@@ -33,7 +33,8 @@ class OpenAIModelList(BaseModel):
 
 
 class ChatMessage(BaseModel):
-    # OpenAI clients send fields we pass on untouched (name, tool_calls, tool_call_id).
+    # OpenAI clients send fields we pass on untouched (name, tool_calls, tool_call_id, and
+    # an assistant turn's `reasoning_content` and Anthropic `thinking_blocks`).
     model_config = ConfigDict(extra="allow")
 
     role: Literal["system", "developer", "user", "assistant", "tool"] = Field(examples=["user"])
@@ -67,6 +68,17 @@ class ChatCompletionRequest(BaseModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    reasoning_effort: Literal["none", "low", "medium", "high"] | None = Field(
+        default=None,
+        description="How hard a thinking model thinks; `none` turns thinking off where "
+        "the model allows it. Unset: the model's own default",
+        examples=["medium"],
+    )
+    thinking: dict[str, Any] | None = Field(
+        default=None,
+        description="A provider's own thinking control, passed through as is "
+        '(DeepSeek and Kimi `{"type": "disabled"}`, Anthropic `{"type": "adaptive"}`)',
+    )
 
 
 class CompletionUsage(BaseModel):

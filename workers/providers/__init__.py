@@ -9,14 +9,16 @@ from core.providers import PROVIDERS, AdapterKind, ProviderSpec, platform_endpoi
 from workers.providers.anthropic import Anthropic
 from workers.providers.base import Provider
 from workers.providers.local import Local
-from workers.providers.openai_compat import OpenAICompatible
+from workers.providers.openai_compat import THINKING_MODE_PROVIDERS, OpenAICompatible
 
 __all__ = ["platform_endpoint", "provider_for"]
 
 
 def _adapter(spec: ProviderSpec) -> Provider:
     if spec.adapter is AdapterKind.OPENAI_COMPATIBLE:
-        return OpenAICompatible(spec.display_name)
+        return OpenAICompatible(
+            spec.display_name, thinking_mode=spec.name in THINKING_MODE_PROVIDERS
+        )
     if spec.adapter is AdapterKind.ANTHROPIC:
         return Anthropic()
     return Local()

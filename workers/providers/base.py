@@ -228,13 +228,15 @@ def chunk_json(data: bytes) -> dict:
 
 
 def stream_with_retry(provider: Provider, call: ProviderCall) -> Iterator[StreamItem]:
-    """Retry transient failures with backoff, but only before the first token:
-    after it, a retry would repeat text the client already has."""
+    """Retry transient failures with backoff, but only before the first token (of text,
+    reasoning or a tool call): after it, a retry would repeat what the client already has."""
     for attempt in range(RETRY_ATTEMPTS):
         started = False
         try:
             for item in provider.stream(call):
-                started = started or isinstance(item, str | ToolCallDelta)
+                started = started or isinstance(
+                    item, str | Reasoning | ThinkingBlock | ToolCallDelta
+                )
                 yield item
             return
         except ProviderError as exc:
