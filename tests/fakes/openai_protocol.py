@@ -47,7 +47,10 @@ def expected_reasoning(content: str) -> str:
 
 
 def text_of(content: Any) -> str:
-    """A message's text, whether a string or a list of content parts."""
+    """A message's text, whether a string, a list of content parts, or none (an assistant
+    turn with only tool calls sends `"content": null`)."""
+    if content is None:
+        return ""
     if isinstance(content, str):
         return content
     return "".join(part.get("text", "") for part in content if isinstance(part, dict))
