@@ -2,8 +2,9 @@
 
 One Redis Stream per generation, `gen:{id}`, read from its start so a late or
 reconnecting reader never misses a token. Each entry has two fields: `event`
-(a name of API.md: start, delta, done, error, cancelled) and `data` (JSON).
-A `delta` always has `content` (text, possibly empty); a stateless completion's
+(a name of API.md: start, reasoning, delta, done, error, cancelled) and `data` (JSON).
+A `reasoning` has `content`, a piece of the model's thinking text; all of them come
+before the first `delta`. A `delta` always has `content` (text, possibly empty); a stateless completion's
 delta may also carry `tool_calls`, fragments in OpenAI's `delta.tool_calls`
 shape, and its `done` carries `finish_reason` and, if any, whole `tool_calls`.
 Exactly one terminal event is ever appended: a Lua script guards it, so a relay
@@ -25,6 +26,7 @@ from typing import Any
 import orjson
 
 START = "start"
+REASONING = "reasoning"
 DELTA = "delta"
 DONE = "done"
 ERROR = "error"
