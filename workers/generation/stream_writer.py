@@ -26,6 +26,7 @@ from core.streams import (
 )
 from models import Generation
 from workers.generation.outcome import Cancelled, Outcome, ReplyFailed
+from workers.generation.thinking import KeptBlocks
 from workers.providers import provider_for
 from workers.providers.base import (
     Finish,
@@ -212,13 +213,20 @@ def stream_reply(
 
 
 def publish_terminal(
-    generation_id: str, event: str, data: dict, user_id: uuid.UUID | None = None
+    generation_id: str,
+    event: str,
+    data: dict,
+    user_id: uuid.UUID | None = None,
+    kept_blocks: KeptBlocks | None = None,
 ) -> None:
     """The terminal event; with `user_id`, the streaming slot is released in the same round
-    trip, before the event, so a client that reads the end can start its next one at once."""
+    trip, before the event, so a client that reads the end can start its next one at once,
+    and `kept_blocks` are kept, before the event too, so the client's next turn finds them."""
     keys, args = terminal_script_args(generation_id, event, data)
     pipe = sync_redis().pipeline(transaction=False)
     if user_id is not None:
         release_in(pipe, user_id, generation_id)
+        if kept_blocks is not None:
+            kept_blocks.keep_in(pipe, user_id)
     pipe.eval(TERMINAL_SCRIPT, len(keys), *keys, *args)
     pipe.execute()
