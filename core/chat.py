@@ -80,13 +80,32 @@ def trim_history(
     return head + list(reversed(kept))
 
 
-def cost_of(model: str, prompt_tokens: int, completion_tokens: int) -> Decimal:
+def cost_of(
+    model: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    cached_tokens: int = 0,
+    cache_write_tokens: int = 0,
+) -> Decimal:
+    """USD for one generation. `prompt_tokens` counts every input token; those read from
+    and written to the provider's cache take the model's cache prices (its input price
+    where it names none). Reasoning is part of the completion, billed as output."""
     spec = model_spec(model)
     if spec is None:
         return Decimal("0")
-    return (spec.input_price * prompt_tokens + spec.output_price * completion_tokens) / Decimal(
-        1_000_000
+    # A provider's report is trusted only as far as it adds up.
+    cached = min(max(cached_tokens, 0), prompt_tokens)
+    written = min(max(cache_write_tokens, 0), prompt_tokens - cached)
+    uncached = prompt_tokens - cached - written
+    read_price = spec.input_price if spec.cache_read_price is None else spec.cache_read_price
+    write_price = spec.input_price if spec.cache_write_price is None else spec.cache_write_price
+    total = (
+        spec.input_price * uncached
+        + read_price * cached
+        + write_price * written
+        + spec.output_price * completion_tokens
     )
+    return total / Decimal(1_000_000)
 
 
 # A reasoning block, closed or cut off by the title's token limit.
@@ -124,18 +143,32 @@ def message_payload(message: Any) -> dict[str, Any]:
         "id": message.id,
         "role": message.role,
         "content": message.content,
+        "reasoning": message.reasoning,
+        # A reply has no images; a user's message's attachments are another issue's.
+        "attachments": [],
         "status": message.status,
         "model": message.model,
         "prompt_tokens": message.prompt_tokens,
         "completion_tokens": message.completion_tokens,
+        "reasoning_tokens": message.reasoning_tokens,
+        "cached_tokens": message.cached_tokens,
         "created_at": message.created_at.isoformat() if message.created_at else None,
     }
 
 
-def usage_payload(prompt_tokens: int, completion_tokens: int, estimated: bool) -> dict[str, Any]:
+def usage_payload(
+    prompt_tokens: int,
+    completion_tokens: int,
+    estimated: bool,
+    reasoning_tokens: int | None = None,
+    cached_tokens: int | None = None,
+) -> dict[str, Any]:
+    """API.md's `usage`; reasoning and cached tokens are null where the provider gave none."""
     return {
         "prompt_tokens": prompt_tokens,
         "completion_tokens": completion_tokens,
         "total_tokens": prompt_tokens + completion_tokens,
+        "reasoning_tokens": reasoning_tokens,
+        "cached_tokens": cached_tokens,
         "estimated": estimated,
     }

@@ -2,10 +2,12 @@
 
 One Redis Stream per generation, `gen:{id}`, read from its start so a late or
 reconnecting reader never misses a token. Each entry has two fields: `event`
-(a name of API.md: start, delta, done, error, cancelled) and `data` (JSON).
-A `delta` always has `content` (text, possibly empty); a stateless completion's
-delta may also carry `tool_calls`, fragments in OpenAI's `delta.tool_calls`
-shape, and its `done` carries `finish_reason` and, if any, whole `tool_calls`.
+(a name of API.md: start, reasoning, delta, done, error, cancelled) and `data` (JSON).
+A `reasoning` has `content`, a piece of the model's thinking text, in the provider's
+order (before the reply's text). A `delta` always has `content` (text, possibly
+empty); a stateless completion's delta may also carry `tool_calls`, fragments in
+OpenAI's `delta.tool_calls` shape, and its `done` carries `finish_reason` and, if
+any, whole `tool_calls`, `reasoning` (the whole thinking text) and `thinking_blocks`.
 Exactly one terminal event is ever appended: a Lua script guards it, so a relay
 declaring a dead worker and a worker finishing late cannot both end the stream.
 Side keys: `gen:{id}:cancel` (the cancel flag), `gen:{id}:hb` (the id of the
@@ -25,6 +27,7 @@ from typing import Any
 import orjson
 
 START = "start"
+REASONING = "reasoning"
 DELTA = "delta"
 DONE = "done"
 ERROR = "error"

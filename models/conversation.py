@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Identity, Index, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from core.lifecycle import MessageStatus, check_in
@@ -58,5 +59,13 @@ class Message(CreatedAt, Base):
     model: Mapped[str | None] = mapped_column(String(200))
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]
+    # Of the completion tokens, those spent thinking; of the prompt, those read from cache.
+    reasoning_tokens: Mapped[int | None]
+    cached_tokens: Mapped[int | None]
+    # The model's thinking text, when its provider streamed one.
+    reasoning: Mapped[str | None] = mapped_column(Text)
+    # What a later turn must send back to the provider: Anthropic's signed thinking
+    # blocks (`{"thinking_blocks": [...]}`), unchanged.
+    provider_blocks: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")

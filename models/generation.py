@@ -53,6 +53,8 @@ class Generation(UUIDPk, CreatedAt, Base):
     request: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     prompt_tokens: Mapped[int | None]
     completion_tokens: Mapped[int | None]
+    reasoning_tokens: Mapped[int | None]
+    cached_tokens: Mapped[int | None]
     usage_estimated: Mapped[bool] = mapped_column(default=False, server_default="false")
     attempts: Mapped[int] = mapped_column(default=0, server_default="0")
     queued_at: Mapped[datetime | None]

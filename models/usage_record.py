@@ -28,5 +28,10 @@ class UsageRecord(Base):
     model: Mapped[str] = mapped_column(String(200))
     prompt_tokens: Mapped[int] = mapped_column(default=0)
     completion_tokens: Mapped[int] = mapped_column(default=0)
+    # Of the prompt: read from the provider's cache, written to it (each its own price).
+    cached_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
+    cache_write_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
+    # Of the completion: spent thinking (billed as output).
+    reasoning_tokens: Mapped[int] = mapped_column(default=0, server_default="0")
     cost: Mapped[Decimal] = mapped_column(Numeric(14, 8), default=Decimal("0"))
     created_at: Mapped[datetime] = mapped_column(server_default=func.now(), default=utcnow)

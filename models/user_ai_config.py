@@ -1,4 +1,5 @@
-"""A user's chat defaults: model or own model config, system prompt, temperature."""
+"""A user's chat defaults: model or own model config, system prompt, temperature,
+reasoning effort."""
 
 from __future__ import annotations
 
@@ -22,3 +23,5 @@ class UserAIConfig(Timestamps, Base):
     )
     system_prompt: Mapped[str | None] = mapped_column(Text)
     temperature: Mapped[float | None]
+    # none | low | medium | high; null leaves each model's own default.
+    reasoning_effort: Mapped[str | None] = mapped_column(String(16))

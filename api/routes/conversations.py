@@ -158,7 +158,13 @@ async def chat(
 ) -> dict[str, Any]:
     route = await resolve_route(session, user, body.model, conversation)
     started = await start_generation(
-        session, redis, user=user, route=route, conversation=conversation, content=body.content
+        session,
+        redis,
+        user=user,
+        route=route,
+        conversation=conversation,
+        content=body.content,
+        reasoning_effort=body.reasoning_effort,
     )
     response.headers.update(started.headers)
     result = await wait_for_reply(started)
@@ -179,11 +185,18 @@ async def chat_stream(
     session: SessionDep,
     redis: RedisDep,
 ) -> StreamingResponse:
-    """Events: `start`, `delta`..., then `done`, `error` or `cancelled`. A disconnect
+    """Events: `start`, `reasoning`... (a thinking model's), `delta`..., then `done`,
+    `error` or `cancelled`. A disconnect
     does not stop the generation; resume with `GET /v1/generations/{id}/stream`."""
     route = await resolve_route(session, user, body.model, conversation)
     started = await start_generation(
-        session, redis, user=user, route=route, conversation=conversation, content=body.content
+        session,
+        redis,
+        user=user,
+        route=route,
+        conversation=conversation,
+        content=body.content,
+        reasoning_effort=body.reasoning_effort,
     )
     return sse_events(started.events(), started.headers)
 
@@ -328,6 +341,7 @@ class _Socket:
                     route=route,
                     conversation=conversation,
                     content=message.content,
+                    reasoning_effort=message.reasoning_effort,
                 )
             except AppError as exc:
                 await self.send(error_payload(exc.code, exc.detail))
@@ -361,7 +375,8 @@ async def chat_socket(websocket: WebSocket, conversation_id: uuid.UUID, token: s
     or at any later message (expired, logged out, password changed elsewhere), is an
     `error` event then close 4401; another user's conversation is `not_found` and 4404.
 
-    The client sends `{"type": "chat", "content", "model"?}` (the HTTP turn's fields and
+    The client sends `{"type": "chat", "content", "model"?, "reasoning_effort"?}` (the
+    HTTP turn's fields and
     limits) or `{"type": "cancel"}`, one JSON document per text frame; the server sends
     the stream events as JSON objects with a `type`. A frame that is refused (binary,
     not JSON, against the input rules, not one of those messages) is answered with

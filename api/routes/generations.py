@@ -27,6 +27,8 @@ async def get_generation(generation: OwnedGeneration) -> dict[str, Any]:
             "prompt_tokens": generation.prompt_tokens,
             "completion_tokens": generation.completion_tokens,
             "total_tokens": generation.prompt_tokens + generation.completion_tokens,
+            "reasoning_tokens": generation.reasoning_tokens,
+            "cached_tokens": generation.cached_tokens,
             "estimated": generation.usage_estimated,
         }
     return {

@@ -131,12 +131,7 @@ async def get_plan(user: CurrentUser, session: SessionDep, redis: RedisDep) -> P
 def _ai_config_out(config: UserAIConfig | None) -> AIConfig:
     if config is None:
         return AIConfig()
-    return AIConfig(
-        default_model=config.default_model,
-        model_config_id=config.model_config_id,
-        system_prompt=config.system_prompt,
-        temperature=config.temperature,
-    )
+    return AIConfig.model_validate(config, from_attributes=True)
 
 
 @router.get(
@@ -165,6 +160,7 @@ async def update_ai_config(body: AIConfig, user: CurrentUser, session: SessionDe
         "model_config_id": body.model_config_id,
         "system_prompt": body.system_prompt,
         "temperature": body.temperature,
+        "reasoning_effort": body.reasoning_effort,
     }
     # One statement: a read-then-insert lets concurrent first writes race to a duplicate key.
     config = await session.scalar(

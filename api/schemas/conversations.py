@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from api.schemas.user import ReasoningEffort
 from core.lifecycle import GenerationStatus, MessageStatus
 
 
@@ -46,16 +47,36 @@ class ConversationPage(BaseModel):
     offset: int
 
 
+class MessageAttachment(BaseModel):
+    id: uuid.UUID
+    mime_type: str = Field(examples=["image/png"])
+    size: int = Field(examples=[48213])
+
+
 class MessageOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     id: int
     role: str = Field(examples=["assistant"])
     content: str = Field(examples=["Lisbon is hilly: bring good shoes."])
+    reasoning: str | None = Field(
+        default=None,
+        description="The model's thinking text, when its provider streamed one",
+        examples=["The user asks about Lisbon; its hills matter most."],
+    )
+    attachments: list[MessageAttachment] = Field(
+        default_factory=list, description="The user's images"
+    )
     status: str = Field(examples=[MessageStatus.COMPLETE.value])
     model: str | None = Field(examples=["deepseek-flash"])
     prompt_tokens: int | None
     completion_tokens: int | None
+    reasoning_tokens: int | None = Field(
+        default=None, description="Of the completion tokens, those spent thinking"
+    )
+    cached_tokens: int | None = Field(
+        default=None, description="Of the prompt tokens, those read from the provider's cache"
+    )
     created_at: datetime
 
 
@@ -69,11 +90,17 @@ class ChatRequest(BaseModel):
 
     content: str = Field(min_length=1, max_length=100_000, examples=["What should I see first?"])
     model: str | None = Field(default=None, max_length=200, examples=["deepseek-flash"])
+    reasoning_effort: ReasoningEffort | None = Field(
+        default=None,
+        description="How hard a thinking model thinks; default from ai-config, else the "
+        "model's own",
+        examples=["low"],
+    )
 
 
 class SocketChat(ChatRequest):
-    """`{"type": "chat", "content", "model"?}` on the chat WebSocket: an HTTP turn's fields
-    and limits."""
+    """`{"type": "chat", "content", "model"?, "reasoning_effort"?}` on the chat WebSocket:
+    an HTTP turn's fields and limits."""
 
     # Unknown fields are ignored, as the socket always did: clients may tag their messages.
     model_config = ConfigDict(extra="ignore")
@@ -94,6 +121,9 @@ class Usage(BaseModel):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    # Null where the provider reported none.
+    reasoning_tokens: int | None = None
+    cached_tokens: int | None = None
     # True when the provider reported no usage and the counts are our estimate.
     estimated: bool = False
 

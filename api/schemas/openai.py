@@ -81,10 +81,24 @@ class ChatCompletionRequest(BaseModel):
     )
 
 
+class PromptTokensDetails(BaseModel):
+    cached_tokens: int = Field(
+        description="Read from the provider's cache (billed at its cache-read price)",
+        examples=[1024],
+    )
+
+
+class CompletionTokensDetails(BaseModel):
+    reasoning_tokens: int = Field(description="Spent thinking", examples=[256])
+
+
 class CompletionUsage(BaseModel):
     prompt_tokens: int = Field(examples=[12])
     completion_tokens: int = Field(examples=[30])
     total_tokens: int = Field(examples=[42])
+    # Present whenever the provider reported them.
+    prompt_tokens_details: PromptTokensDetails | None = None
+    completion_tokens_details: CompletionTokensDetails | None = None
 
 
 class FunctionCall(BaseModel):
@@ -103,6 +117,17 @@ class ToolCall(BaseModel):
 class AssistantMessage(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str | None = Field(examples=["Hello! How can I help?"])
+    reasoning_content: str | None = Field(
+        default=None,
+        description="A thinking model's reasoning, when its provider gave one",
+        examples=[None],
+    )
+    thinking_blocks: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="Anthropic models: the signed `thinking` / `redacted_thinking` blocks, "
+        "to send back unchanged with a tool-call turn",
+        examples=[None],
+    )
     tool_calls: list[ToolCall] | None = None
 
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,50}$"
+ReasoningEffort = Literal["none", "low", "medium", "high"]
 
 
 class UserOut(BaseModel):
@@ -71,3 +73,8 @@ class AIConfig(BaseModel):
         default=None, max_length=20_000, examples=["You are a concise assistant."]
     )
     temperature: float | None = Field(default=None, ge=0, le=2, examples=[0.7])
+    reasoning_effort: ReasoningEffort | None = Field(
+        default=None,
+        description="How hard a thinking model thinks; null leaves each model's own default",
+        examples=["low"],
+    )

@@ -117,9 +117,12 @@ async def start_generation(
     route: Route,
     conversation: Conversation,
     content: str,
+    reasoning_effort: str | None = None,
 ) -> StartedGeneration:
     """A conversation turn: admit it, store the user message and the `generations`
-    row, commit, then open the stream and queue the task with the generation id."""
+    row, commit, then open the stream and queue the task with the generation id.
+    `reasoning_effort`: the turn's own, kept in the row's `request` for the worker
+    (which falls back on the user's ai-config)."""
     await ensure_period(session, user)
     caller = subject_for_user(user)
     generation_id = uuid.uuid4()
@@ -127,7 +130,7 @@ async def start_generation(
     subscription = stream_hub().subscribe(stream_key(str(generation_id)), "0-0")
     try:
         user_message_id = await _store_turn(
-            session, generation_id, user, route, conversation, content
+            session, generation_id, user, route, conversation, content, reasoning_effort
         )
         await session.commit()
         started = StartedGeneration(
@@ -154,6 +157,7 @@ async def _store_turn(
     route: Route,
     conversation: Conversation,
     content: str,
+    reasoning_effort: str | None = None,
 ) -> int:
     """The user message, the queued `generations` row that names it and the conversation's
     new `updated_at`, in one statement of data-modifying CTEs: one round trip where the
@@ -171,7 +175,7 @@ async def _store_turn(
         .returning(Message.id)
         .cte("user_message")
     )
-    row = {
+    row: dict[Any, object] = {
         Generation.id: generation_id,
         Generation.conversation_id: conversation.id,
         Generation.user_id: user.id,
@@ -182,6 +186,8 @@ async def _store_turn(
         Generation.status: GenerationStatus.QUEUED,
         Generation.queued_at: now,
     }
+    if reasoning_effort is not None:
+        row[Generation.request] = {"reasoning_effort": reasoning_effort}
     generation = (
         insert(Generation)
         .from_select(

@@ -18,7 +18,7 @@ from api.streaming.hub import Subscription
 from api.streaming.openai_chunks import completion_chunks as _chunks
 from api.streaming.relay import PING, StreamEvent
 from api.streaming.start import StartedGeneration
-from core.streams import CANCELLED, DELTA, DONE, ERROR, START, decode, encode, stream_key
+from core.streams import CANCELLED, DELTA, DONE, ERROR, REASONING, START, decode, encode, stream_key
 from workers.providers.base import sse_lines
 
 
@@ -256,3 +256,41 @@ async def test_text_chunks_carry_the_text_whatever_the_model_name(model: str) ->
     text = chunk_of(frames[1])
     assert text["model"] == model
     assert text["choices"][0]["delta"] == {"content": "Hello"}
+
+
+async def test_reasoning_streams_as_reasoning_content_before_content() -> None:
+    usage = {
+        "prompt_tokens": 40,
+        "completion_tokens": 9,
+        "total_tokens": 49,
+        "reasoning_tokens": 6,
+        "cached_tokens": 30,
+        "estimated": False,
+    }
+    blocks = [{"type": "thinking", "thinking": "Hmm.", "signature": "c2ln"}]
+    _, frames = await completion_frames(
+        [
+            (START, {}),
+            (REASONING, {"content": "Hmm"}),
+            (REASONING, {"content": TRICKY}),
+            (DELTA, {"content": "Yes."}),
+            (DONE, {"finish_reason": "stop", "usage": usage, "thinking_blocks": blocks}),
+        ],
+        usage=True,
+    )
+    chunks = [chunk_of(frame) for frame in frames[:-1]]
+    assert [chunk["choices"][0]["delta"] for chunk in chunks[:-1]] == [
+        {"role": "assistant", "content": ""},
+        {"reasoning_content": "Hmm"},
+        {"reasoning_content": TRICKY},
+        {"content": "Yes."},
+        {"thinking_blocks": blocks},
+        {},
+    ]
+    assert chunks[-1]["usage"] == {
+        "prompt_tokens": 40,
+        "completion_tokens": 9,
+        "total_tokens": 49,
+        "prompt_tokens_details": {"cached_tokens": 30},
+        "completion_tokens_details": {"reasoning_tokens": 6},
+    }

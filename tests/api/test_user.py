@@ -175,6 +175,7 @@ async def test_plan_and_ai_config(client: httpx.AsyncClient, make_user) -> None:
         "model_config_id": None,
         "system_prompt": None,
         "temperature": None,
+        "reasoning_effort": None,
     }
     too_high = await client.put(
         "/v1/user/ai-config",
@@ -208,12 +209,17 @@ async def test_plan_and_ai_config(client: httpx.AsyncClient, make_user) -> None:
         "model_config_id": None,
         "system_prompt": "Be brief.",
         "temperature": 0.3,
+        "reasoning_effort": "low",
     }
     saved = await client.put("/v1/user/ai-config", headers=user.headers, json=wanted)
     assert saved.status_code == 200, saved.text
     assert (await client.get("/v1/user/ai-config", headers=user.headers)).json() == wanted
     hot = await client.put("/v1/user/ai-config", headers=user.headers, json={"temperature": 3})
     assert hot.status_code == 422
+    unknown = await client.put(
+        "/v1/user/ai-config", headers=user.headers, json={"reasoning_effort": "extreme"}
+    )
+    assert unknown.status_code == 422
 
 
 async def test_a_model_the_plan_may_not_use_is_one_answer(

@@ -20,7 +20,7 @@ from core.db import worker_session
 from core.plans import listed_models_for_plan
 from models import Generation, UsageRecord
 from tests.fakes.llm import FakeLLM, expected_tool_calls
-from tests.fakes.openai_protocol import expected_reply
+from tests.fakes.openai_protocol import expected_reasoning, expected_reply
 
 pytestmark = pytest.mark.usefixtures("celery_worker")
 
@@ -272,3 +272,65 @@ async def test_disconnected_stream_is_billed(client, make_user) -> None:
     assert record.api_key_id is not None and record.cost == cost_of(
         "deepseek-chat", record.prompt_tokens, 30
     )
+
+
+async def test_sdk_reasoning_content_and_usage_details(client, api_server, make_user) -> None:
+    """Needs the adapters branch: the adapters on main still drop reasoning and cache usage."""
+    user = make_user()
+    key = await _api_key(client, user)
+    sdk = openai.OpenAI(base_url=api_server + "/v1", api_key=key, max_retries=0)
+    prompt = "think [[tag=sdkthink reasoning=6 tokens=4 prompt_tokens=400 cached=300]]"
+
+    chunks = list(
+        sdk.chat.completions.create(
+            model="deepseek-flash",
+            messages=[{"role": "user", "content": prompt}],
+            stream=True,
+            stream_options={"include_usage": True},
+            reasoning_effort="low",
+        )
+    )
+    pieces = [
+        (getattr(c.choices[0].delta, "reasoning_content", None), c.choices[0].delta.content)
+        for c in chunks
+        if c.choices
+    ]
+    thinking = [i for i, (reasoning, _) in enumerate(pieces) if reasoning]
+    replying = [i for i, (_, content) in enumerate(pieces) if content]
+    assert thinking and replying and max(thinking) < min(replying)
+    assert "".join(r for r, _ in pieces if r) == expected_reasoning(prompt)
+    assert "".join(c for _, c in pieces if c) == expected_reply(prompt)
+    usage = chunks[-1].usage
+    assert usage is not None and usage.prompt_tokens == 400
+    assert usage.prompt_tokens_details.cached_tokens == 300
+    assert usage.completion_tokens_details.reasoning_tokens == 6
+
+    answer = sdk.chat.completions.create(
+        model="deepseek-flash", messages=[{"role": "user", "content": prompt}]
+    )
+    message = answer.choices[0].message
+    assert message.content == expected_reply(prompt)
+    assert getattr(message, "reasoning_content", None) == expected_reasoning(prompt)
+    assert answer.usage.prompt_tokens_details.cached_tokens == 300
+    assert answer.usage.completion_tokens_details.reasoning_tokens == 6
+
+
+async def test_a_cached_request_costs_less(client, api_server, make_user) -> None:
+    """Needs the adapters branch for the cached count (DeepSeek's prompt_cache_hit_tokens)."""
+    user = make_user()
+    key = await _api_key(client, user)
+    sdk = openai.OpenAI(base_url=api_server + "/v1", api_key=key, max_retries=0)
+    for knobs in ("tag=cold prompt_tokens=2000", "tag=warm prompt_tokens=2000 cache_hit=1800"):
+        sdk.chat.completions.create(
+            model="deepseek-flash",
+            messages=[{"role": "user", "content": f"same question [[{knobs} tokens=5]]"}],
+        )
+    _wait_until_finished(user.id, 2)
+    with worker_session() as session:
+        cold, warm = session.scalars(
+            select(UsageRecord).where(UsageRecord.user_id == user.id).order_by(UsageRecord.id)
+        ).all()
+    assert (cold.prompt_tokens, cold.cached_tokens) == (2000, 0)
+    assert (warm.prompt_tokens, warm.cached_tokens) == (2000, 1800)
+    assert warm.cost < cold.cost
+    assert warm.cost == cost_of("deepseek-flash", 2000, 5, cached_tokens=1800)

@@ -1,4 +1,4 @@
-"""How the worker coalesces a reply's deltas before writing them to `gen:{id}`
+"""How the worker coalesces a reply's reasoning and deltas before writing them to `gen:{id}`
 (workers/generation/stream_writer.py), with a clock the test moves."""
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def test_text_is_held_until_enough_time_passed() -> None:
     assert not deltas.due()
     clock.now += 0.001
     assert deltas.due()
-    assert deltas.take() == ({"content": "Hello"},)
+    assert deltas.take() == (("delta", {"content": "Hello"}),)
     assert not deltas.due()
 
 
@@ -47,7 +47,7 @@ def test_text_is_due_once_enough_characters_are_held() -> None:
     assert not deltas.due()
     deltas.add_text("def")
     assert deltas.due()
-    assert deltas.take() == ({"content": "abcdef"},)
+    assert deltas.take() == (("delta", {"content": "abcdef"}),)
     # The count starts again after a take.
     deltas.add_text("g")
     assert not deltas.due()
@@ -67,14 +67,17 @@ def test_a_tool_call_fragment_hands_back_the_held_text_first() -> None:
     deltas.add_text("Let me look")
     deltas.add_text(" that up.")
     ready = deltas.add_tool_call(fragment(0, "", id="call_1", name="search"))
-    assert ready == ({"content": "Let me look that up."},)
+    assert ready == (("delta", {"content": "Let me look that up."}),)
     assert deltas.take() == (
-        {
-            "content": "",
-            "tool_calls": [
-                {"index": 0, "id": "call_1", "function": {"arguments": "", "name": "search"}}
-            ],
-        },
+        (
+            "delta",
+            {
+                "content": "",
+                "tool_calls": [
+                    {"index": 0, "id": "call_1", "function": {"arguments": "", "name": "search"}}
+                ],
+            },
+        ),
     )
 
 
@@ -82,7 +85,7 @@ def test_argument_pieces_of_one_call_are_merged_while_held() -> None:
     deltas = DeltaCoalescer(Clock(), seconds=0.05, chars=100)
     assert deltas.add_tool_call(fragment(0, '{"q"', id="call_1", name="search")) == ()
     assert deltas.add_tool_call(fragment(0, ': "x"}')) == ()
-    (data,) = deltas.take()
+    ((_, data),) = deltas.take()
     assert data["tool_calls"] == [
         {"index": 0, "id": "call_1", "function": {"arguments": '{"q": "x"}', "name": "search"}}
     ]
@@ -92,16 +95,56 @@ def test_text_after_tool_call_fragments_hands_them_back_first() -> None:
     deltas = DeltaCoalescer(Clock(), seconds=0.05, chars=100)
     deltas.add_tool_call(fragment(0, "{}", id="call_1", name="now"))
     ready = deltas.add_text("Done.")
-    assert [set(data) for data in ready] == [{"content", "tool_calls"}]
-    assert ready[0]["content"] == ""
-    assert deltas.take() == ({"content": "Done."},)
+    assert [(event, set(data)) for event, data in ready] == [("delta", {"content", "tool_calls"})]
+    assert ready[0][1]["content"] == ""
+    assert deltas.take() == (("delta", {"content": "Done."}),)
 
 
 def test_taken_fragments_are_not_changed_by_later_ones() -> None:
     deltas = DeltaCoalescer(Clock(), seconds=0.05, chars=100)
     deltas.add_tool_call(fragment(0, "{", id="call_1", name="f"))
-    (data,) = deltas.take()
+    ((_, data),) = deltas.take()
     deltas.add_tool_call(fragment(0, "}"))
     assert data["tool_calls"][0]["function"]["arguments"] == "{"
-    (later,) = deltas.take()
+    ((_, later),) = deltas.take()
     assert later["tool_calls"] == [{"index": 0, "function": {"arguments": "}"}}]
+
+
+def test_reasoning_is_held_as_its_own_event() -> None:
+    clock = Clock()
+    deltas = DeltaCoalescer(clock, seconds=0.05, chars=100)
+    assert deltas.add_reasoning("Let me ") == ()
+    assert deltas.add_reasoning("think.") == ()
+    assert not deltas.due()
+    clock.now += 0.06
+    assert deltas.due()
+    assert deltas.take() == (("reasoning", {"content": "Let me think."}),)
+
+
+def test_reply_text_after_reasoning_hands_the_reasoning_back_first() -> None:
+    deltas = DeltaCoalescer(Clock(), seconds=0.05, chars=100)
+    deltas.add_reasoning("Two and two")
+    deltas.add_reasoning(" make four.")
+    assert deltas.add_text("Four") == (("reasoning", {"content": "Two and two make four."}),)
+    assert deltas.add_text(".") == ()
+    assert deltas.take() == (("delta", {"content": "Four."}),)
+
+
+def test_reasoning_after_text_or_tool_calls_keeps_the_providers_order() -> None:
+    deltas = DeltaCoalescer(Clock(), seconds=0.05, chars=100)
+    deltas.add_text("Let me check.")
+    assert deltas.add_reasoning("Which tool?") == (("delta", {"content": "Let me check."}),)
+    ready = deltas.add_tool_call(fragment(0, "{}", id="call_1", name="now"))
+    assert ready == (("reasoning", {"content": "Which tool?"}),)
+    (event, data) = deltas.add_reasoning("Done.")[0]
+    assert (event, data["content"], len(data["tool_calls"])) == ("delta", "", 1)
+    assert deltas.take() == (("reasoning", {"content": "Done."}),)
+
+
+def test_reasoning_counts_towards_the_held_characters() -> None:
+    deltas = DeltaCoalescer(Clock(), seconds=0.05, chars=6)
+    deltas.take()
+    deltas.add_reasoning("abc")
+    assert not deltas.due()
+    deltas.add_reasoning("def")
+    assert deltas.due()

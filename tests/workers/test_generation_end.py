@@ -70,3 +70,12 @@ def test_a_lost_connection_passes_as_is() -> None:
     lost = OperationalError("SELECT 1", {}, psycopg.OperationalError("server closed"))
     with pytest.raises(OperationalError), refusals_as_unstorable():
         raise lost
+
+
+def test_reasoning_counts_towards_an_estimated_completion() -> None:
+    outcome = Outcome("Four.", Usage(), None, reasoning="Two and two.")
+    assert final_usage(None, outcome)[1] == estimate_tokens("Two and two.Four.")
+
+
+def test_reasoning_alone_is_a_produced_reply() -> None:
+    assert Outcome("", Usage(), None, reasoning="Hmm.").produced

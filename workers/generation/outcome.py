@@ -16,6 +16,10 @@ class Outcome:
     # Whole tool calls in `message.tool_calls` shape, and the provider's end reason.
     tool_calls: list[dict] = field(default_factory=list)
     finish_reason: str | None = None
+    # The thinking text relayed as `reasoning` events, and Anthropic's whole thinking
+    # blocks (signed), which a later tool-use turn must send back unchanged.
+    reasoning: str = ""
+    thinking_blocks: list[dict] = field(default_factory=list)
 
     @classmethod
     def empty(cls) -> Outcome:
@@ -25,7 +29,7 @@ class Outcome:
     @property
     def produced(self) -> bool:
         """Whether the provider generated anything the client received (and is billed for)."""
-        return bool(self.text or self.tool_calls)
+        return bool(self.text or self.reasoning or self.tool_calls)
 
 
 class Cancelled(Exception):

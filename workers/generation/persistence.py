@@ -20,6 +20,7 @@ from core.lifecycle import MESSAGE_STATUS_AT_END, WORKER_ENDS, GenerationStatus
 from core.streams import CANCELLED, DONE, ERROR
 from models import Conversation, Generation, Message, UsageRecord
 from workers.generation.outcome import Outcome
+from workers.generation.thinking import KeptBlocks
 from workers.providers.base import ProviderCall, Usage
 
 log = get_task_logger(__name__)
@@ -86,12 +87,15 @@ class Finished:
     """How a generation ended, for its stream: the terminal event and its data; whether
     its quota is given back (it failed before the client got anything); whether its
     conversation still has no title (none set by its user, none generated), so a title
-    job is worth queueing."""
+    job is worth queueing; the thinking blocks to keep for a later tool-result turn."""
 
     event: str
     data: dict
     refund: bool = False
     untitled: bool = False
+    # A stateless tool-use turn's thinking blocks, kept under its tool-call ids with the
+    # terminal event (workers/generation/thinking.py).
+    kept_blocks: KeptBlocks | None = None
 
 
 def row_refused(generation: Generation, exc: Unstorable, *, produced: bool) -> Finished:
@@ -135,7 +139,11 @@ def final_usage(call: ProviderCall | None, outcome: Outcome) -> tuple[int, int, 
         texts = [str(m.get("content") or "") for m in call.messages] if call else []
         prompt = sum(estimate_tokens(text) for text in texts)
     if completion is None:
-        generated = outcome.text + "".join(c["function"]["arguments"] for c in outcome.tool_calls)
+        generated = (
+            outcome.reasoning
+            + outcome.text
+            + "".join(c["function"]["arguments"] for c in outcome.tool_calls)
+        )
         completion = estimate_tokens(generated) if generated else 0
     return prompt, completion, estimated
 
@@ -183,18 +191,27 @@ def _store_end(
             return None
         message = None
         untitled = False
+        reported = outcome.usage
         keep_message = generation.conversation_id is not None and (
-            status != GenerationStatus.FAILED or outcome.text
+            status != GenerationStatus.FAILED or outcome.text or outcome.reasoning
         )
         if keep_message:
             message = Message(
                 conversation_id=generation.conversation_id,
                 role="assistant",
                 content=outcome.text,
+                reasoning=outcome.reasoning or None,
                 status=MESSAGE_STATUS_AT_END[status],
                 model=generation.model,
                 prompt_tokens=prompt,
                 completion_tokens=completion,
+                reasoning_tokens=reported.reasoning_tokens,
+                cached_tokens=reported.cached_tokens,
+                provider_blocks=(
+                    {"thinking_blocks": outcome.thinking_blocks}
+                    if outcome.thinking_blocks
+                    else None
+                ),
             )
             session.add(message)
             session.flush()
@@ -214,6 +231,8 @@ def _store_end(
             "first_token_at": outcome.first_token_at,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
+            "reasoning_tokens": reported.reasoning_tokens,
+            "cached_tokens": reported.cached_tokens,
             "usage_estimated": estimated,
             "assistant_message_id": message.id if message else None,
         }
@@ -225,6 +244,8 @@ def _store_end(
             .values(ended)
         )
         if status == GenerationStatus.DONE or outcome.produced:
+            cached = reported.cached_tokens or 0
+            cache_write = reported.cache_write_tokens or 0
             session.add(
                 UsageRecord(
                     user_id=generation.user_id,
@@ -233,11 +254,16 @@ def _store_end(
                     model=generation.model,
                     prompt_tokens=prompt,
                     completion_tokens=completion,
-                    cost=cost_of(generation.model, prompt, completion),
+                    cached_tokens=cached,
+                    cache_write_tokens=cache_write,
+                    reasoning_tokens=reported.reasoning_tokens or 0,
+                    cost=cost_of(generation.model, prompt, completion, cached, cache_write),
                 )
             )
         session.flush()
-        usage = usage_payload(prompt, completion, estimated)
+        usage = usage_payload(
+            prompt, completion, estimated, reported.reasoning_tokens, reported.cached_tokens
+        )
         if status == GenerationStatus.DONE:
             if message is None:
                 answer: dict[str, Any] = {
@@ -245,9 +271,16 @@ def _store_end(
                     "usage": usage,
                     "finish_reason": outcome.finish_reason or "stop",
                 }
+                if outcome.reasoning:
+                    answer["reasoning"] = outcome.reasoning
+                if outcome.thinking_blocks:
+                    answer["thinking_blocks"] = outcome.thinking_blocks
+                kept = None
                 if outcome.tool_calls:
                     answer["tool_calls"] = outcome.tool_calls
-                return Finished(DONE, answer)
+                    if outcome.thinking_blocks:
+                        kept = KeptBlocks(outcome.tool_calls, outcome.thinking_blocks)
+                return Finished(DONE, answer, kept_blocks=kept)
             data = {"message": message_payload(message), "usage": usage}
             return Finished(DONE, data, untitled=untitled)
         if status == GenerationStatus.CANCELLED:

@@ -1,6 +1,6 @@
 """A generation's provider request: a conversation's history trimmed to the model's
-context, or a stateless completion's stored request; the provider key decrypted
-only here, at call time."""
+context, or a stateless completion's stored request (its tool-use turns given back
+the thinking blocks kept for them); the provider key decrypted only here, at call time."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from sqlalchemy.orm import Session
 from core.chat import CUSTOM_PROVIDER, PLUGIN_PROVIDER, context_window, trim_history
 from core.crypto import decrypt_secret
 from core.lifecycle import HISTORY_MESSAGE_STATUSES
+from core.plans import model_spec
 from core.plugin_accounts import usable
 from core.providers import provider_spec
+from core.redis import sync_redis
 from models import Conversation, Generation, Message, ModelConfig, PluginAccount, UserAIConfig
+from workers.generation.thinking import restore_blocks
 from workers.providers import platform_endpoint
 from workers.providers.base import ProviderCall, ProviderError
 
@@ -40,6 +43,8 @@ def build_call(session: Session, generation: Generation) -> ProviderCall:
             )
             .order_by(Message.id)
         ).all()
+        # Text only: a conversation's turns have no tool calls, so no provider needs their
+        # reasoning back.
         history = [{"role": m.role, "content": m.content} for m in rows if m.content]
         system_prompt = conversation.system_prompt or (
             ai_config.system_prompt if ai_config else None
@@ -49,8 +54,14 @@ def build_call(session: Session, generation: Generation) -> ProviderCall:
         )
         if ai_config and ai_config.temperature is not None:
             params.setdefault("temperature", ai_config.temperature)
+        if ai_config and ai_config.reasoning_effort is not None:
+            # The turn's own choice (stored in its request) wins over the user's default.
+            params.setdefault("reasoning_effort", ai_config.reasoning_effort)
     else:
         messages = params.pop("messages")
+        spec = model_spec(generation.model)
+        if spec is not None and spec.reasoning_replay == "anthropic_blocks":
+            messages = restore_blocks(sync_redis(), generation.user_id, messages)
     if generation.provider == CUSTOM_PROVIDER:
         config = session.get(ModelConfig, generation.model_config_id)
         if config is None:
@@ -74,6 +85,7 @@ def build_call(session: Session, generation: Generation) -> ProviderCall:
         messages=messages,
         temperature=params.pop("temperature", None),
         max_tokens=params.pop("max_tokens", None),
+        reasoning_effort=params.pop("reasoning_effort", None),
         user_endpoint=user_endpoint,
         # The rest of a stateless request (top_p, stop, tools, ...) goes to the provider as is.
         extra=params,

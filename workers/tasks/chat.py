@@ -104,6 +104,12 @@ def _announce(generation: Generation, finished: Finished | None) -> None:
         return
     if finished.refund:
         refund_generation(generation.user_id, generation.api_key_id, generation.id)
-    publish_terminal(str(generation.id), finished.event, finished.data, generation.user_id)
+    publish_terminal(
+        str(generation.id),
+        finished.event,
+        finished.data,
+        generation.user_id,
+        finished.kept_blocks,
+    )
     if finished.untitled:
         celery_app.send_task("workers.titles.generate", args=(str(generation.conversation_id),))

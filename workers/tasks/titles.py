@@ -54,6 +54,9 @@ def _ask_for_title(question: str, reply: str) -> str:
         ],
         max_tokens=30,
         temperature=0.2,
+        # A thinking model would spend the 30 tokens thinking; its reasoning is never
+        # part of a title (`complete` answers the reply's text only).
+        reasoning_effort="none",
     )
     text, _ = provider_for(route.provider).complete(call)
     return clean_title(text)
