@@ -64,7 +64,8 @@ async def _refusal(response: Response, started: float) -> StreamResult:
 async def openai_stream(
     connection: Connection, url: str, headers: dict[str, str], content: str, model: str
 ) -> StreamResult:
-    """One OpenAI-style streamed completion; TTFT is the first non-empty content delta."""
+    """One OpenAI-style streamed completion; TTFT is the first non-empty delta, reasoning
+    (`reasoning_content`) or reply text: a thinking model's first token is its thinking."""
     body = {"model": model, "stream": True, "messages": [{"role": "user", "content": content}]}
     started = time.perf_counter()
     ttft: float | None = None
@@ -85,10 +86,11 @@ async def openai_stream(
                 error = str(chunk["error"])[:200]
                 break
             for choice in chunk.get("choices") or ():
-                text = (choice.get("delta") or {}).get("content")
+                delta = choice.get("delta") or {}
+                text = delta.get("content")
+                if ttft is None and (text or delta.get("reasoning_content")):
+                    ttft = time.perf_counter() - started
                 if text:
-                    if ttft is None:
-                        ttft = time.perf_counter() - started
                     parts.append(text)
         # The rest of the body, so the connection can carry the next request.
         await response.read()
@@ -109,7 +111,8 @@ async def conversation_stream(
     conversation_id: str,
     content: str,
 ) -> StreamResult:
-    """One message on our conversation SSE route; TTFT is the first `delta` event."""
+    """One message on our conversation SSE route; TTFT is the first `reasoning` or `delta`
+    event."""
     url = f"{base_url}/v1/conversations/{conversation_id}/chat/stream"
     started = time.perf_counter()
     ttft: float | None = None
@@ -124,9 +127,9 @@ async def conversation_stream(
             event = line[7:]
         elif line.startswith("data: "):
             data = orjson.loads(line[6:])
+            if event in ("reasoning", "delta") and ttft is None:
+                ttft = time.perf_counter() - started
             if event == "delta":
-                if ttft is None:
-                    ttft = time.perf_counter() - started
                 parts.append(data["content"])
             elif event in ("error", "cancelled"):
                 error = str(data)[:200]

@@ -113,3 +113,25 @@ def test_the_fakes_list_every_catalogue_model() -> None:
     listed = {model for models in DEFAULT_MODELS.values() for model in models}
     assert set(settings.models) <= listed
     assert all(target in settings.models for target in settings.model_aliases.values())
+
+
+@pytest.mark.parametrize(("model", "sent"), [("deepseek-flash", True), ("kimi-k2.6", False)])
+async def test_a_fixed_sampling_model_never_gets_a_temperature(
+    client, make_user, fake_llm: FakeLLM, model: str, sent: bool
+) -> None:
+    """Kimi K2.6 (like Claude 5.x) answers 400 to a non-default temperature or top_p."""
+    tag = f"sampling-{model}"
+    answer = await client.post(
+        "/v1/chat/completions",
+        json={
+            "model": model,
+            "temperature": 0.3,
+            "top_p": 0.5,
+            "messages": [{"role": "user", "content": f"hi [[tag={tag}]]"}],
+        },
+        headers=make_user(plan="pro").headers,
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    [request] = fake_llm.requests_tagged(tag)
+    assert ("temperature" in request["body"], "top_p" in request["body"]) == (sent, sent)

@@ -426,7 +426,6 @@ def _reasoning_of(events) -> str:
 
 
 async def test_a_thinking_models_reasoning_streams_first_and_is_stored(client, make_user, fake_llm):
-    """Needs the adapters branch: the adapters on main still drop the reasoning."""
     user = make_user()
     conversation_id = await new_conversation(client, user)
     content = "Think first [[tag=think reasoning=20 tokens=8 delay=0.005 cached=5]]"

@@ -275,7 +275,6 @@ async def test_disconnected_stream_is_billed(client, make_user) -> None:
 
 
 async def test_sdk_reasoning_content_and_usage_details(client, api_server, make_user) -> None:
-    """Needs the adapters branch: the adapters on main still drop reasoning and cache usage."""
     user = make_user()
     key = await _api_key(client, user)
     sdk = openai.OpenAI(base_url=api_server + "/v1", api_key=key, max_retries=0)
@@ -316,7 +315,6 @@ async def test_sdk_reasoning_content_and_usage_details(client, api_server, make_
 
 
 async def test_a_cached_request_costs_less(client, api_server, make_user) -> None:
-    """Needs the adapters branch for the cached count (DeepSeek's prompt_cache_hit_tokens)."""
     user = make_user()
     key = await _api_key(client, user)
     sdk = openai.OpenAI(base_url=api_server + "/v1", api_key=key, max_retries=0)

@@ -59,9 +59,13 @@ def build_call(session: Session, generation: Generation) -> ProviderCall:
             params.setdefault("reasoning_effort", ai_config.reasoning_effort)
     else:
         messages = params.pop("messages")
-        spec = model_spec(generation.model)
-        if spec is not None and spec.reasoning_replay == "anthropic_blocks":
-            messages = restore_blocks(sync_redis(), generation.user_id, messages)
+    spec = model_spec(generation.model) if generation.provider != CUSTOM_PROVIDER else None
+    if generation.conversation_id is None and spec and spec.reasoning_replay == "anthropic_blocks":
+        messages = restore_blocks(sync_redis(), generation.user_id, messages)
+    if spec is not None and spec.fixed_sampling:
+        # The provider refuses a non-default temperature or top_p (a 400): never sent.
+        params.pop("temperature", None)
+        params.pop("top_p", None)
     if generation.provider == CUSTOM_PROVIDER:
         config = session.get(ModelConfig, generation.model_config_id)
         if config is None:
