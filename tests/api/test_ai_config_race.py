@@ -18,6 +18,7 @@ async def test_concurrent_first_writes_all_succeed_and_leave_one_row(client, mak
             "model_config_id": None,
             "system_prompt": f"Prompt number {index}.",
             "temperature": index / 10,
+            "reasoning_effort": ("none", "low", "medium", "high", None)[index % 5],
         }
         for index in range(10)
     ]
@@ -45,6 +46,7 @@ async def test_a_later_write_replaces_every_field(client, make_user):
         "model_config_id": None,
         "system_prompt": "Be brief.",
         "temperature": 0.3,
+        "reasoning_effort": "high",
     }
     assert (await client.put("/v1/user/ai-config", json=first, headers=user.headers)).is_success
     with worker_session() as session:
@@ -61,6 +63,7 @@ async def test_a_later_write_replaces_every_field(client, make_user):
         "model_config_id": None,
         "system_prompt": "Be thorough.",
         "temperature": None,
+        "reasoning_effort": None,
     }
     assert second.status_code == 200 and second.json() == expected
     assert (await client.get("/v1/user/ai-config", headers=user.headers)).json() == expected
