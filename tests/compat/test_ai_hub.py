@@ -252,3 +252,11 @@ def test_reset_demo_is_not_found_in_production(service_env: dict[str, str], make
         assert me.status_code == 200, me.text
     finally:
         server.stop()
+
+
+def test_a_text_with_line_breaks_stays_one_event() -> None:
+    from api.compat.ai_hub import _data_lines
+
+    # SSE joins an event's `data:` lines with LF: a client reads the text back whole.
+    assert _data_lines("one\ntwo\r\nthree") == b"data: one\ndata: two\ndata: three\n\n"
+    assert _data_lines("plain ") == b"data: plain \n\n"
