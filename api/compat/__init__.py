@@ -1,0 +1,1 @@
+"""Compatibility APIs: earlier API documents' paths and fields over the same services."""

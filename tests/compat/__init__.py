@@ -1,0 +1,1 @@
+"""Compatibility APIs, each tested as the client its document describes."""
