@@ -9,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.compat import chat_backend
 from api.console import console_files
 from api.errors import UnhandledErrors, install_error_handlers
 from api.input_guard import InputGuard
@@ -59,6 +60,10 @@ TAGS = [
     {"name": "plugin-api", "description": "The user's plug-in-api account, proxied."},
     {"name": "admin", "description": "Superuser operations."},
     {"name": "operations", "description": "Health, readiness and metrics."},
+    {
+        "name": "compatibility",
+        "description": "The earlier API documents' paths and fields, over the same services.",
+    },
 ]
 
 
@@ -116,6 +121,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.include_router(generations.router)
     app.include_router(openai.router)
     app.include_router(developer.router)
+    app.include_router(chat_backend.router)
     # The web console answers only what no route matched, so an API path keeps its
     # 405 for a wrong method and an unknown path its 404 in the envelope.
     app.router.default = console_files(WEB_DIR)
