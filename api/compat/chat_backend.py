@@ -47,7 +47,7 @@ from api.schemas.model_configs import ModelConfigCreate, ModelConfigUpdate
 from api.schemas.user import EmailChange, PasswordChange, ProfileUpdate, UserOut
 from core.accounts import get_user_by_email, hash_password, normalize_email
 from core.auth_sessions import revoke_user_sessions
-from core.errors import Conflict
+from core.errors import Conflict, NotFound
 from core.reauthentication import ensure_recent_sign_in
 from core.ssrf import UnsafeURL
 from models import Conversation, ModelConfig, User
@@ -395,3 +395,16 @@ router.add_api_websocket_route(
     conversation_routes.chat_socket,
     name="chat-backend-conversation-socket",
 )
+
+
+async def _no_such_path(rest: str) -> None:
+    raise NotFound("Not Found")
+
+
+# `..%2F` under these prefixes decodes to a path that climbs back to the console's root
+# (`/conversations/../` is `/`), which would answer its index page. Paths ending in `/`
+# are never routes here (redirect_slashes is off): answer them as the unknown paths they are.
+for _prefix in ("/auth", "/conversations"):
+    router.add_api_route(
+        _prefix + "/{rest:path}/", _no_such_path, methods=["GET"], include_in_schema=False
+    )

@@ -344,3 +344,11 @@ async def test_routes_are_documented_under_compatibility(client: httpx.AsyncClie
         for operation in operations.values():
             assert operation["tags"] == ["compatibility"]
             assert operation["operationId"].startswith("chat-backend-")
+
+
+async def test_dot_segments_under_the_prefixes_are_unknown_paths(client: httpx.AsyncClient) -> None:
+    # `..%2F` decodes to a path that climbs back to the console's root.
+    for path in ("/conversations/..%2F", "/auth/me/..%2F", "/conversations/x/"):
+        answer = await client.get(path)
+        assert answer.status_code == 404, path
+        assert answer.json()["code"] == "not_found"
