@@ -13,10 +13,11 @@ from __future__ import annotations
 import uuid
 from copy import copy
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query, Request, Response, status
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 from sqlalchemy.exc import IntegrityError
@@ -69,6 +70,26 @@ def _rules_of(
     if examples is not None:
         info.examples = examples
     return info
+
+
+V1Body = TypeVar("V1Body", bound=BaseModel)
+
+
+def _as_v1(schema: type[V1Body], names: dict[str, str] | None = None, /, **fields: Any) -> V1Body:
+    """The `/v1` body for the document's fields (`names`: /v1 name to the document's).
+
+    The fields above carry the same rules, so this refuses only where a `/v1` schema
+    gained a check of its own (a validator); the refusal names the document's field.
+    """
+    try:
+        return schema(**fields)
+    except ValidationError as exc:
+        names = names or {}
+        issues = [
+            {**error, "loc": ("body", *(names.get(str(p), p) for p in error["loc"]))}
+            for error in exc.errors(include_url=False)
+        ]
+        raise RequestValidationError(issues) from None
 
 
 # --- schemas: the document's names -------------------------------------------------
@@ -185,7 +206,8 @@ async def logout(authenticated: AccessToken, session: SessionDep, redis: RedisDe
     operation_id="chat-backend-change-username",
 )
 async def change_username(body: UsernameChange, user: CurrentUser, session: SessionDep) -> User:
-    return await user_routes.update_profile(ProfileUpdate(username=body.username), user, session)
+    changes = _as_v1(ProfileUpdate, username=body.username)
+    return await user_routes.update_profile(changes, user, session)
 
 
 @router.post(
@@ -204,7 +226,7 @@ async def change_email(
 ) -> User:
     user, claims = authenticated
     if body.current_password is not None:
-        checked = EmailChange(email=body.email, current_password=body.current_password)
+        checked = _as_v1(EmailChange, email=body.email, current_password=body.current_password)
         return await user_routes.change_email(checked, user, session, redis, request)
     await ensure_recent_sign_in(session, claims.session_id)
     email = normalize_email(body.email)
@@ -238,7 +260,12 @@ async def change_password(
     request: Request,
 ) -> Done:
     if body.current_password is not None:
-        checked = PasswordChange(current_password=body.current_password, new_password=body.password)
+        checked = _as_v1(
+            PasswordChange,
+            {"new_password": "password"},
+            current_password=body.current_password,
+            new_password=body.password,
+        )
         await user_routes.change_password(checked, authenticated, session, redis, request)
         return Done(message="Password changed.")
     user, claims = authenticated
@@ -250,6 +277,9 @@ async def change_password(
 
 
 # --- model configs ------------------------------------------------------------------
+
+
+CONFIG_NAMES = {"base_url": "model_url", "model": "model_name"}
 
 
 def _named_model_url(exc: UnsafeURL) -> UnsafeURL:
@@ -270,8 +300,12 @@ async def list_configs(user: CurrentUser, session: SessionDep) -> list[ModelConf
     summary="Add an OpenAI-compatible endpoint (`model_url`, `model_name`, `api_key`)",
 )
 async def create_config(body: ConfigCreate, user: CurrentUser, session: SessionDep) -> ModelConfig:
-    translated = ModelConfigCreate(
-        base_url=body.model_url, model=body.model_name, api_key=body.api_key
+    translated = _as_v1(
+        ModelConfigCreate,
+        CONFIG_NAMES,
+        base_url=body.model_url,
+        model=body.model_name,
+        api_key=body.api_key,
     )
     try:
         return await model_config_routes.create_model_config(translated, user, session)
@@ -287,8 +321,12 @@ async def create_config(body: ConfigCreate, user: CurrentUser, session: SessionD
 async def update_config(
     body: ConfigUpdate, config: OwnedModelConfig, session: SessionDep
 ) -> ModelConfig:
-    translated = ModelConfigUpdate(
-        base_url=body.model_url, model=body.model_name, api_key=body.api_key
+    translated = _as_v1(
+        ModelConfigUpdate,
+        CONFIG_NAMES,
+        base_url=body.model_url,
+        model=body.model_name,
+        api_key=body.api_key,
     )
     try:
         return await model_config_routes.update_model_config(translated, config, session)
