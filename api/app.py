@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.compat import ai_hub, api_v1_auth, user_system
+from api.compat import ai_hub, api_v1_auth, chat_backend, user_system
 from api.console import console_files
 from api.errors import UnhandledErrors, install_error_handlers
 from api.input_guard import InputGuard
@@ -124,6 +124,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.include_router(api_v1_auth.router)
     app.include_router(user_system.router)
     app.include_router(ai_hub.router)
+    app.include_router(chat_backend.router)
     # The web console answers only what no route matched, so an API path keeps its
     # 405 for a wrong method and an unknown path its 404 in the envelope.
     app.router.default = console_files(WEB_DIR)

@@ -1,1 +1,2 @@
-"""Compatibility APIs: earlier API documents' paths and fields over the same services."""
+"""Compatibility APIs: the earlier API documents' paths and fields over the same services
+(API.md, "Compatibility APIs for existing clients")."""
