@@ -36,12 +36,23 @@ async def hash_password(password: str) -> str:
     return await to_thread.run_sync(password_hasher.hash, password)
 
 
-async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
-    """Return (valid, upgraded hash or None); an absent hash still costs one verification."""
-    if password_hash is None:
-        await to_thread.run_sync(password_hasher.verify, password, DUMMY_PASSWORD_HASH)
+def _verify_and_update(password: str, password_hash: str | None) -> tuple[bool, str | None]:
+    if password_hash is None or not is_known_password_hash(password_hash):
+        # No hash (unknown email, external-only account) costs the same as a wrong password.
+        password_hasher.verify(password, DUMMY_PASSWORD_HASH)
         return False, None
-    return await to_thread.run_sync(password_hasher.verify_and_update, password, password_hash)
+    return password_hasher.verify_and_update(password, password_hash)
+
+
+async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
+    """Return (valid, Argon2id rehash or None). A hash of the earlier systems (bcrypt) or of
+    older Argon2 parameters that verifies comes back rehashed, for the caller to store."""
+    return await to_thread.run_sync(_verify_and_update, password, password_hash)
+
+
+def is_known_password_hash(password_hash: str) -> bool:
+    """Whether some hasher of ours can verify `password_hash` (Argon2 or bcrypt)."""
+    return any(hasher.identify(password_hash) for hasher in password_hasher.hashers)
 
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
