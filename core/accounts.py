@@ -6,8 +6,8 @@ and then fires the "user created" hook exactly once.
 
 from __future__ import annotations
 
-import re
 import secrets
+import unicodedata
 import uuid
 from dataclasses import dataclass
 
@@ -23,12 +23,41 @@ from core.security import DUMMY_PASSWORD_HASH, password_hasher
 from core.user_events import user_created
 from models import OAuthIdentity, User
 
+USERNAME_MIN = 3
 USERNAME_MAX = 50
-_USERNAME_UNSAFE = re.compile(r"[^a-z0-9_]+")
+USERNAME_RULE = (
+    f"{USERNAME_MIN}-{USERNAME_MAX} characters of letters and digits (any script), "
+    "'_', '.' and '-', a wide (CJK) character counting as two; NFKC-normalised, "
+    "unique regardless of case"
+)
+_USERNAME_PUNCTUATION = frozenset("_.-")
 
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+def _username_character(character: str) -> bool:
+    category = unicodedata.category(character)
+    return category[0] == "L" or category == "Nd" or character in _USERNAME_PUNCTUATION
+
+
+def _username_length(name: str) -> int:
+    # API.md wants both "3-50 characters" and `小明`: a wide character counts as two, as
+    # the earlier systems' users expect (and as a terminal shows it).
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in name)
+
+
+def normalize_username(username: str) -> str:
+    """The username as stored, or ValueError: the one username rule (API.md), for every
+    route, the CLI and generated names. NFKC makes fullwidth `ＡＢＣ` the `ABC` it looks
+    like; uniqueness ignores case through the unique index on lower(username)."""
+    name = unicodedata.normalize("NFKC", username)
+    if not USERNAME_MIN <= _username_length(name) <= USERNAME_MAX:
+        raise ValueError(f"a username has {USERNAME_MIN} to {USERNAME_MAX} characters")
+    if not all(_username_character(character) for character in name):
+        raise ValueError("a username has only letters, digits, '_', '.' and '-'")
+    return name
 
 
 async def hash_password(password: str) -> str:
@@ -59,20 +88,23 @@ async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     return await session.scalar(select(User).where(User.email == normalize_email(email)))
 
 
-async def _username_taken(session: AsyncSession, username: str) -> bool:
+async def username_taken(session: AsyncSession, username: str) -> bool:
+    # lower() on both sides: the same folding as the unique index, whatever the locale.
     found = await session.scalar(
-        select(User.id).where(func.lower(User.username) == username.lower())
+        select(User.id).where(func.lower(User.username) == func.lower(username))
     )
     return found is not None
 
 
 async def _free_username(session: AsyncSession, hint: str) -> str:
     """A free username derived from `hint` (an email's local part or a provider's login)."""
-    base = _USERNAME_UNSAFE.sub("_", hint.split("@")[0].lower()).strip("_")[:40] or "user"
-    if len(base) < 3:
+    local = unicodedata.normalize("NFKC", hint.split("@")[0]).lower()
+    safe = "".join(c if _username_character(c) else " " for c in local)
+    base = "_".join(safe.split()).strip("_.-")[:40] or "user"
+    if len(base) < USERNAME_MIN:
         base = f"{base}_user"
     candidate = base
-    while await _username_taken(session, candidate):
+    while await username_taken(session, candidate):
         candidate = f"{base}_{secrets.randbelow(1_000_000):06d}"
     return candidate
 
@@ -113,7 +145,9 @@ async def register_user(
     email = normalize_email(email)
     if await get_user_by_email(session, email) is not None:
         raise Conflict("An account with that email already exists.", code="email_taken")
-    if username is not None and await _username_taken(session, username):
+    if username is not None:
+        username = normalize_username(username)
+    if username is not None and await username_taken(session, username):
         raise Conflict("That username is already taken.", code="username_taken")
     user = _new_user(
         email=email,
