@@ -10,6 +10,7 @@ import secrets
 import unicodedata
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from anyio import to_thread
 from sqlalchemy import func, select
@@ -158,6 +159,34 @@ async def register_user(
     )
     session.add(user)
     return await _commit_new_user(session, user)
+
+
+async def add_existing_user(
+    session: AsyncSession,
+    *,
+    email: str,
+    username: str | None,
+    password_hash: str | None,
+    full_name: str | None = None,
+    plan: str = "free",
+    created_at: datetime | None = None,
+) -> User:
+    """Add (and flush, not commit) an account an earlier system made: its hash as it is
+    (verified and rehashed at its first sign-in), a username of the one rule or a free one
+    from the email, a fresh quota period. The caller commits, in one transaction for a batch,
+    and the "user created" hook does not fire (nobody is signed up again)."""
+    user = _new_user(
+        email=normalize_email(email),
+        username=normalize_username(username) if username else await _free_username(session, email),
+        password_hash=password_hash,
+        full_name=full_name,
+        plan=plan,
+        **({"created_at": created_at} if created_at else {}),
+    )
+    session.add(user)
+    # Flushed so the next generated username (and the unique indexes) see this one.
+    await session.flush()
+    return user
 
 
 @dataclass(frozen=True, slots=True)
