@@ -201,17 +201,15 @@ class Settings(BaseSettings):
                 name
                 for name, value in (
                     ("SECRET_KEY", self.secret_key),
-                    (
-                        "ENCRYPTION_KEYS (or PLUGIN_API_ENCRYPTION_KEY)",
-                        self.encryption_keys or self.plugin_api_encryption_key,
-                    ),
+                    ("ENCRYPTION_KEYS", self.encryption_keys or self.plugin_api_encryption_key),
                 )
                 if not value
             ]
             if missing:
                 raise ValueError(
                     f"{' and '.join(missing)} must be set when ENVIRONMENT=production "
-                    "(development generates them under DATA_DIR; production never does)"
+                    "(development generates them under DATA_DIR; production never does; "
+                    "PLUGIN_API_ENCRYPTION_KEY may stand in for ENCRYPTION_KEYS)"
                 )
             return self
         if not self.secret_key or not self.encryption_keys or not self.flower_basic_auth:
