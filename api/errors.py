@@ -34,6 +34,7 @@ OPENAI_PATHS = (
     "/v1/chat/completions",
     "/v1/models",
     "/v1/plugin-api/chat/completions",
+    "/api/plugin-api/chat/completions",
     "/v1/responses",
 )
 

@@ -25,6 +25,7 @@ from core.input_rules import InputRejected, check_strings, issue, parse_json
 _AI_PATHS = (
     "/v1/chat/completions",
     "/v1/plugin-api/chat/completions",
+    "/api/plugin-api/chat/completions",
     "/v1/messages",
     "/v1/responses",
 )

@@ -58,6 +58,29 @@ def _check_models(_: argparse.Namespace) -> int:
     return 2 if any(report.error for report in reports) else 0
 
 
+def _import_users(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from cli.import_users import import_users
+
+    try:
+        report = import_users(Path(args.file))
+    except (OSError, UnicodeDecodeError) as error:
+        sys.stderr.write(f"import-users: cannot read {args.file}: {error}\n")
+        return 2
+    for number, reason in sorted(report.errors):
+        sys.stderr.write(f"import-users: line {number}: {reason}\n")
+    if report.errors:
+        sys.stderr.write(f"import-users: {len(report.errors)} bad lines; nothing imported\n")
+        return 1
+    sys.stdout.write(
+        f"imported {report.imported} users, skipped {len(report.skipped)} already here\n"
+    )
+    for email in report.skipped:
+        sys.stdout.write(f"skipped {email}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cli", description="Switchboard operations")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -83,6 +106,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="ask each configured provider for its model list and name every catalogue "
         "model it does not list (exit 1; 2 when a provider could not be asked)",
     ).set_defaults(func=_check_models)
+    importing = commands.add_parser(
+        "import-users",
+        help="load the earlier systems' users from JSON lines (email, username?, "
+        "hashed_password?, full_name?, plan?, created_at?); all lines or none, "
+        "existing emails skipped",
+    )
+    importing.add_argument("file")
+    importing.set_defaults(func=_import_users)
     return parser
 
 

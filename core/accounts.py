@@ -6,10 +6,11 @@ and then fires the "user created" hook exactly once.
 
 from __future__ import annotations
 
-import re
 import secrets
+import unicodedata
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 
 from anyio import to_thread
 from sqlalchemy import func, select
@@ -23,12 +24,41 @@ from core.security import DUMMY_PASSWORD_HASH, password_hasher
 from core.user_events import user_created
 from models import OAuthIdentity, User
 
+USERNAME_MIN = 3
 USERNAME_MAX = 50
-_USERNAME_UNSAFE = re.compile(r"[^a-z0-9_]+")
+USERNAME_RULE = (
+    f"{USERNAME_MIN}-{USERNAME_MAX} characters of letters and digits (any script), "
+    "'_', '.' and '-', a wide (CJK) character counting as two; NFKC-normalised, "
+    "unique regardless of case"
+)
+_USERNAME_PUNCTUATION = frozenset("_.-")
 
 
 def normalize_email(email: str) -> str:
     return email.strip().lower()
+
+
+def _username_character(character: str) -> bool:
+    category = unicodedata.category(character)
+    return category[0] == "L" or category == "Nd" or character in _USERNAME_PUNCTUATION
+
+
+def _username_length(name: str) -> int:
+    # API.md wants both "3-50 characters" and `小明`: a wide character counts as two, as
+    # the earlier systems' users expect (and as a terminal shows it).
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in name)
+
+
+def normalize_username(username: str) -> str:
+    """The username as stored, or ValueError: the one username rule (API.md), for every
+    route, the CLI and generated names. NFKC makes fullwidth `ＡＢＣ` the `ABC` it looks
+    like; uniqueness ignores case through the unique index on lower(username)."""
+    name = unicodedata.normalize("NFKC", username)
+    if not USERNAME_MIN <= _username_length(name) <= USERNAME_MAX:
+        raise ValueError(f"a username has {USERNAME_MIN} to {USERNAME_MAX} characters")
+    if not all(_username_character(character) for character in name):
+        raise ValueError("a username has only letters, digits, '_', '.' and '-'")
+    return name
 
 
 async def hash_password(password: str) -> str:
@@ -36,32 +66,46 @@ async def hash_password(password: str) -> str:
     return await to_thread.run_sync(password_hasher.hash, password)
 
 
-async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
-    """Return (valid, upgraded hash or None); an absent hash still costs one verification."""
-    if password_hash is None:
-        await to_thread.run_sync(password_hasher.verify, password, DUMMY_PASSWORD_HASH)
+def _verify_and_update(password: str, password_hash: str | None) -> tuple[bool, str | None]:
+    if password_hash is None or not is_known_password_hash(password_hash):
+        # No hash (unknown email, external-only account) costs the same as a wrong password.
+        password_hasher.verify(password, DUMMY_PASSWORD_HASH)
         return False, None
-    return await to_thread.run_sync(password_hasher.verify_and_update, password, password_hash)
+    return password_hasher.verify_and_update(password, password_hash)
+
+
+async def verify_password(password: str, password_hash: str | None) -> tuple[bool, str | None]:
+    """Return (valid, Argon2id rehash or None). A hash of the earlier systems (bcrypt) or of
+    older Argon2 parameters that verifies comes back rehashed, for the caller to store."""
+    return await to_thread.run_sync(_verify_and_update, password, password_hash)
+
+
+def is_known_password_hash(password_hash: str) -> bool:
+    """Whether some hasher of ours can verify `password_hash` (Argon2 or bcrypt)."""
+    return any(hasher.identify(password_hash) for hasher in password_hasher.hashers)
 
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     return await session.scalar(select(User).where(User.email == normalize_email(email)))
 
 
-async def _username_taken(session: AsyncSession, username: str) -> bool:
+async def username_taken(session: AsyncSession, username: str) -> bool:
+    # lower() on both sides: the same folding as the unique index, whatever the locale.
     found = await session.scalar(
-        select(User.id).where(func.lower(User.username) == username.lower())
+        select(User.id).where(func.lower(User.username) == func.lower(username))
     )
     return found is not None
 
 
 async def _free_username(session: AsyncSession, hint: str) -> str:
     """A free username derived from `hint` (an email's local part or a provider's login)."""
-    base = _USERNAME_UNSAFE.sub("_", hint.split("@")[0].lower()).strip("_")[:40] or "user"
-    if len(base) < 3:
+    local = unicodedata.normalize("NFKC", hint.split("@")[0]).lower()
+    safe = "".join(c if _username_character(c) else " " for c in local)
+    base = "_".join(safe.split()).strip("_.-")[:40] or "user"
+    if len(base) < USERNAME_MIN:
         base = f"{base}_user"
     candidate = base
-    while await _username_taken(session, candidate):
+    while await username_taken(session, candidate):
         candidate = f"{base}_{secrets.randbelow(1_000_000):06d}"
     return candidate
 
@@ -102,7 +146,9 @@ async def register_user(
     email = normalize_email(email)
     if await get_user_by_email(session, email) is not None:
         raise Conflict("An account with that email already exists.", code="email_taken")
-    if username is not None and await _username_taken(session, username):
+    if username is not None:
+        username = normalize_username(username)
+    if username is not None and await username_taken(session, username):
         raise Conflict("That username is already taken.", code="username_taken")
     user = _new_user(
         email=email,
@@ -113,6 +159,34 @@ async def register_user(
     )
     session.add(user)
     return await _commit_new_user(session, user)
+
+
+async def add_existing_user(
+    session: AsyncSession,
+    *,
+    email: str,
+    username: str | None,
+    password_hash: str | None,
+    full_name: str | None = None,
+    plan: str = "free",
+    created_at: datetime | None = None,
+) -> User:
+    """Add (and flush, not commit) an account an earlier system made: its hash as it is
+    (verified and rehashed at its first sign-in), a username of the one rule or a free one
+    from the email, a fresh quota period. The caller commits, in one transaction for a batch,
+    and the "user created" hook does not fire (nobody is signed up again)."""
+    user = _new_user(
+        email=normalize_email(email),
+        username=normalize_username(username) if username else await _free_username(session, email),
+        password_hash=password_hash,
+        full_name=full_name,
+        plan=plan,
+        **({"created_at": created_at} if created_at else {}),
+    )
+    session.add(user)
+    # Flushed so the next generated username (and the unique indexes) see this one.
+    await session.flush()
+    return user
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from cryptography.fernet import Fernet
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.catalogue import (
@@ -75,6 +75,9 @@ class Settings(BaseSettings):
 
     secret_key: str | None = None
     encryption_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # The integration document's key (seeds/004): one more Fernet key, see `fernet_keys`.
+    plugin_api_encryption_key: str | None = None
+    _encryption_keys_generated: bool = PrivateAttr(default=False)
     access_token_ttl_seconds: int = 3600
     refresh_token_ttl_seconds: int = 7 * 24 * 3600
 
@@ -177,6 +180,20 @@ class Settings(BaseSettings):
                 raise ValueError(f"model alias {alias!r} names no catalogue model {target!r}")
         return self
 
+    @field_validator("encryption_keys")
+    @classmethod
+    def _fernet_keys_only(cls, keys: list[str]) -> list[str]:
+        for key in keys:
+            _check_fernet_key("ENCRYPTION_KEYS", key)
+        return keys
+
+    @field_validator("plugin_api_encryption_key")
+    @classmethod
+    def _fernet_key_or_unset(cls, key: str | None) -> str | None:
+        if not key or not key.strip():
+            return None
+        return _check_fernet_key("PLUGIN_API_ENCRYPTION_KEY", key.strip())
+
     @model_validator(mode="after")
     def _require_or_generate_secrets(self) -> Settings:
         if self.environment == "production":
@@ -184,22 +201,41 @@ class Settings(BaseSettings):
                 name
                 for name, value in (
                     ("SECRET_KEY", self.secret_key),
-                    ("ENCRYPTION_KEYS", self.encryption_keys),
+                    ("ENCRYPTION_KEYS", self.encryption_keys or self.plugin_api_encryption_key),
                 )
                 if not value
             ]
             if missing:
                 raise ValueError(
                     f"{' and '.join(missing)} must be set when ENVIRONMENT=production "
-                    "(development generates them under DATA_DIR; production never does)"
+                    "(development generates them under DATA_DIR; production never does; "
+                    "PLUGIN_API_ENCRYPTION_KEY may stand in for ENCRYPTION_KEYS)"
                 )
             return self
         if not self.secret_key or not self.encryption_keys or not self.flower_basic_auth:
             generated = _load_or_create_dev_secrets(self.data_dir)
             self.secret_key = self.secret_key or generated["secret_key"]
-            self.encryption_keys = self.encryption_keys or generated["encryption_keys"]
+            if not self.encryption_keys:
+                self.encryption_keys = generated["encryption_keys"]
+                self._encryption_keys_generated = True
             self.flower_basic_auth = self.flower_basic_auth or generated["flower_basic_auth"]
         return self
+
+    @property
+    def fernet_keys(self) -> list[str]:
+        """The keys of secrets at rest, the encrypting one first, every one decrypting.
+
+        PLUGIN_API_ENCRYPTION_KEY comes after ENCRYPTION_KEYS when those are set (it only
+        decrypts what the earlier system stored), and first when they are not: then it
+        encrypts, and development's generated key (DATA_DIR) stays behind it so secrets
+        stored before the key was configured still decrypt.
+        """
+        extra = [self.plugin_api_encryption_key] if self.plugin_api_encryption_key else []
+        if self._encryption_keys_generated or not self.encryption_keys:
+            keys = extra + self.encryption_keys
+        else:
+            keys = self.encryption_keys + extra
+        return list(dict.fromkeys(keys))
 
     @cached_property
     def plan_names(self) -> tuple[str, ...]:
@@ -241,6 +277,17 @@ class Settings(BaseSettings):
                 "(it provides an embedded Redis-protocol server) or set REDIS_URL"
             )
         return self.redis_url
+
+
+def _check_fernet_key(name: str, key: str) -> str:
+    try:
+        Fernet(key.encode())
+    except ValueError:
+        raise ValueError(
+            f"{name}: not a Fernet key (32 url-safe base64-encoded bytes; make one with "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())'`)"
+        ) from None
+    return key
 
 
 def _load_or_create_dev_secrets(data_dir: Path) -> dict:

@@ -1,4 +1,5 @@
-"""Secrets at rest: MultiFernet over ENCRYPTION_KEYS (the first key encrypts, all decrypt)."""
+"""Secrets at rest: MultiFernet over `settings.fernet_keys` (ENCRYPTION_KEYS, and
+PLUGIN_API_ENCRYPTION_KEY as one more key): the first key encrypts, all decrypt."""
 
 from __future__ import annotations
 
@@ -6,12 +7,16 @@ from functools import cache
 
 from cryptography.fernet import Fernet, MultiFernet
 
-from core.config import settings
+from core.config import Settings, settings
+
+
+def fernet_for(config: Settings) -> MultiFernet:
+    return MultiFernet([Fernet(key.encode()) for key in config.fernet_keys])
 
 
 @cache
 def _fernet() -> MultiFernet:
-    return MultiFernet([Fernet(key.encode()) for key in settings.encryption_keys])
+    return fernet_for(settings)
 
 
 def encrypt_secret(plaintext: str) -> str:

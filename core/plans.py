@@ -11,6 +11,19 @@ from core.catalogue import PLAN_ORDER, ModelSpec, PlanSpec
 from core.config import settings
 from core.errors import Forbidden
 
+# Plan names of the earlier systems (seeds 001 and 003): `enterprise` is our `max`.
+PLAN_ALIASES = {"enterprise": "max"}
+
+
+def plan_named(name: str) -> str:
+    """Our plan called `name` (case ignored, an earlier system's name included), or
+    ValueError naming the plans there are."""
+    plan = PLAN_ALIASES.get(name.strip().lower(), name.strip().lower())
+    if plan not in settings.plans or plan not in PLAN_ORDER:
+        known = ", ".join([*PLAN_ORDER, *PLAN_ALIASES])
+        raise ValueError(f"unknown plan {name!r} (plans: {known})")
+    return plan
+
 
 def plan_spec(plan: str) -> PlanSpec:
     return settings.plans[plan]

@@ -17,6 +17,8 @@ from typing import Literal
 
 import jwt
 from pwdlib import PasswordHash
+from pwdlib.hashers.argon2 import Argon2Hasher
+from pwdlib.hashers.bcrypt import BcryptHasher
 
 from core.config import settings
 from core.errors import Unauthorized
@@ -25,7 +27,25 @@ ALGORITHM = "HS256"
 LEEWAY_SECONDS = 30
 TokenType = Literal["access", "refresh"]
 
-password_hasher = PasswordHash.recommended()
+BCRYPT_MAX_PASSWORD_BYTES = 72
+
+
+class LegacyBcryptHasher(BcryptHasher):
+    """Verifies the bcrypt hashes (`$2a$`/`$2b$`) that the earlier systems wrote with passlib.
+
+    passlib cut passwords to bcrypt's 72 bytes silently; the bcrypt package refuses longer
+    ones, so they are cut here the same way, or a long password of such a hash could never
+    sign in (and a long wrong one would be an error rather than a refusal).
+    """
+
+    def verify(self, password: str | bytes, hash: str | bytes) -> bool:
+        raw = password.encode() if isinstance(password, str) else password
+        return super().verify(raw[:BCRYPT_MAX_PASSWORD_BYTES], hash)
+
+
+# Argon2id hashes every new password; a verified hash of any other kind (or of older Argon2
+# parameters) comes back from `verify_and_update` with its Argon2id replacement.
+password_hasher = PasswordHash((Argon2Hasher(), LegacyBcryptHasher()))
 # Verified when the email is unknown so both failures cost the same time.
 DUMMY_PASSWORD_HASH = password_hasher.hash(secrets.token_urlsafe(16))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import CheckConstraint, String, Text
+from sqlalchemy import CheckConstraint, Index, String, Text, func
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from models.base import Base, Timestamps, UUIDPk
@@ -24,7 +24,8 @@ class User(UUIDPk, Timestamps, Base):
 
     # Stored lower-cased, which makes the unique constraint case-insensitive.
     email: Mapped[str] = mapped_column(String(320), unique=True)
-    username: Mapped[str] = mapped_column(String(50), unique=True)
+    # NFKC-normalised, case kept; unique regardless of case (the index below).
+    username: Mapped[str] = mapped_column(String(50))
     password_hash: Mapped[str | None] = mapped_column(String(255))
     full_name: Mapped[str | None] = mapped_column(String(200))
     avatar_url: Mapped[str | None] = mapped_column(String(2048))
@@ -51,3 +52,7 @@ class User(UUIDPk, Timestamps, Base):
     conversations: Mapped[list[Conversation]] = relationship(
         back_populates="user", cascade="all, delete-orphan", passive_deletes=True
     )
+
+
+# What makes usernames unique case-insensitively (core/accounts.py compares the same way).
+Index("uq_users_username_lower", func.lower(User.username), unique=True)

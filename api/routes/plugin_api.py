@@ -1,4 +1,10 @@
-"""The plug-in-api proxy: each call goes upstream with the caller's own key, never shown to them."""
+"""The plug-in-api proxy: each call goes upstream with the caller's own key, never shown to them.
+
+The routes are served twice: under `/v1/plugin-api`, and under `/api/plugin-api` for clients
+built from the integration document (seeds/004), tagged `compatibility`. One set of routes,
+included under both prefixes; each inclusion names its operations (`route.name`, prefixed on
+the alias) so OpenAPI operation ids stay unique.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +15,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
 from sqlalchemy import select
 
 from api.completions import COMPLETION_RESPONSES, create_completion
@@ -33,7 +40,7 @@ from core.chat import PLUGIN_PROVIDER, Route
 from core.plugin_accounts import PENDING, PluginAccountStatus
 from models import PluginAccount
 
-router = APIRouter(prefix="/v1/plugin-api", tags=["plugin-api"])
+routes = APIRouter()
 
 
 async def _caller_id(caller: Caller) -> uuid.UUID:
@@ -78,11 +85,11 @@ async def _forward(
     return answer
 
 
-@router.get(
+@routes.get(
     "/key",
     response_model=PluginAccountOut,
     status_code=200,
-    operation_id="plugin-api-get-key",
+    name="plugin-api-get-key",
     summary="The caller's plug-in-api account (never its key)",
 )
 async def get_key(caller_id: CallerId, session: SessionDep, redis: RedisDep) -> PluginAccountOut:
@@ -103,10 +110,10 @@ async def get_key(caller_id: CallerId, session: SessionDep, redis: RedisDep) -> 
     )
 
 
-@router.post(
+@routes.post(
     "/oauth/authorize",
     status_code=200,
-    operation_id="plugin-api-oauth-authorize",
+    name="plugin-api-oauth-authorize",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def oauth_authorize(
@@ -117,10 +124,10 @@ async def oauth_authorize(
     )
 
 
-@router.post(
+@routes.post(
     "/oauth/callback",
     status_code=200,
-    operation_id="plugin-api-oauth-callback",
+    name="plugin-api-oauth-callback",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def oauth_callback(
@@ -131,30 +138,30 @@ async def oauth_callback(
     )
 
 
-@router.get(
+@routes.get(
     "/accounts",
     status_code=200,
-    operation_id="plugin-api-list-accounts",
+    name="plugin-api-list-accounts",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def list_accounts(credentials: Credentials, redis: RedisDep) -> Response:
     return await _forward(credentials, redis, "GET", "/api/accounts")
 
 
-@router.get(
+@routes.get(
     "/accounts/{cookie_id}",
     status_code=200,
-    operation_id="plugin-api-get-account",
+    name="plugin-api-get-account",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def get_account(cookie_id: CookieId, credentials: Credentials, redis: RedisDep) -> Response:
     return await _forward(credentials, redis, "GET", f"/api/accounts/{cookie_id}")
 
 
-@router.put(
+@routes.put(
     "/accounts/{cookie_id}/status",
     status_code=200,
-    operation_id="plugin-api-update-account-status",
+    name="plugin-api-update-account-status",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def update_account_status(
@@ -165,10 +172,10 @@ async def update_account_status(
     )
 
 
-@router.delete(
+@routes.delete(
     "/accounts/{cookie_id}",
     status_code=200,
-    operation_id="plugin-api-delete-account",
+    name="plugin-api-delete-account",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def delete_account(
@@ -177,10 +184,10 @@ async def delete_account(
     return await _forward(credentials, redis, "DELETE", f"/api/accounts/{cookie_id}")
 
 
-@router.get(
+@routes.get(
     "/accounts/{cookie_id}/quotas",
     status_code=200,
-    operation_id="plugin-api-get-account-quotas",
+    name="plugin-api-get-account-quotas",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def get_account_quotas(
@@ -189,30 +196,30 @@ async def get_account_quotas(
     return await _forward(credentials, redis, "GET", f"/api/accounts/{cookie_id}/quotas")
 
 
-@router.get(
+@routes.get(
     "/quotas/user",
     status_code=200,
-    operation_id="plugin-api-get-user-quotas",
+    name="plugin-api-get-user-quotas",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def get_user_quotas(credentials: Credentials, redis: RedisDep) -> Response:
     return await _forward(credentials, redis, "GET", "/api/quotas/user")
 
 
-@router.get(
+@routes.get(
     "/quotas/shared-pool",
     status_code=200,
-    operation_id="plugin-api-get-shared-pool-quotas",
+    name="plugin-api-get-shared-pool-quotas",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def get_shared_pool_quotas(credentials: Credentials, redis: RedisDep) -> Response:
     return await _forward(credentials, redis, "GET", "/api/quotas/shared-pool")
 
 
-@router.get(
+@routes.get(
     "/quotas/consumption",
     status_code=200,
-    operation_id="plugin-api-get-quota-consumption",
+    name="plugin-api-get-quota-consumption",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def get_quota_consumption(
@@ -230,21 +237,21 @@ async def get_quota_consumption(
     return await _forward(credentials, redis, "GET", "/api/quotas/consumption", params=params)
 
 
-@router.get(
+@routes.get(
     "/models",
     status_code=200,
-    operation_id="plugin-api-list-models",
+    name="plugin-api-list-models",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def list_models(credentials: Credentials, redis: RedisDep) -> Response:
     return await _forward(credentials, redis, "GET", "/v1/models")
 
 
-@router.post(
+@routes.post(
     "/chat/completions",
     response_model=ChatCompletion,
     status_code=200,
-    operation_id="plugin-api-create-chat-completion",
+    name="plugin-api-create-chat-completion",
     summary="plug-in-api's chat completions through our workers, on the caller's quota",
     responses={**COMPLETION_RESPONSES, **_ERRORS},
 )
@@ -272,10 +279,10 @@ async def create_chat_completion(
     return answer
 
 
-@router.put(
+@routes.put(
     "/preference",
     status_code=200,
-    operation_id="plugin-api-update-preference",
+    name="plugin-api-update-preference",
     responses={200: {"description": _PASSED_ON}, **_ERRORS},
 )
 async def update_preference(
@@ -288,3 +295,23 @@ async def update_preference(
         f"/api/users/{quote(credentials.plugin_user_id, safe='')}/preference",
         json=body.model_dump(),
     )
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def _compatibility_operation_id(route: APIRoute) -> str:
+    return f"compatibility-{route.name}"
+
+
+router = APIRouter()
+router.include_router(
+    routes, prefix="/v1/plugin-api", tags=["plugin-api"], generate_unique_id_function=_operation_id
+)
+router.include_router(
+    routes,
+    prefix="/api/plugin-api",
+    tags=["compatibility"],
+    generate_unique_id_function=_compatibility_operation_id,
+)

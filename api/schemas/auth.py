@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from api.schemas.user import USERNAME_PATTERN, UserOut
+from api.schemas.user import Username, UserOut
 
 
 class RegisterRequest(BaseModel):
@@ -14,7 +14,7 @@ class RegisterRequest(BaseModel):
 
     email: EmailStr = Field(max_length=320, examples=["ada@example.com"])
     password: str = Field(min_length=8, max_length=1024, examples=["correct horse battery"])
-    username: str | None = Field(default=None, pattern=USERNAME_PATTERN, examples=["ada"])
+    username: Username | None = None
     full_name: str | None = Field(default=None, max_length=200, examples=["Ada Lovelace"])
 
 

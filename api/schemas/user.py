@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
-USERNAME_PATTERN = r"^[A-Za-z0-9_.-]{3,50}$"
+from core.accounts import USERNAME_MAX, USERNAME_MIN, USERNAME_RULE, normalize_username
+
+# A username in a request: the rule lives in core/accounts.py; lengths count after NFKC,
+# so they are documented here rather than checked on the raw string.
+Username = Annotated[
+    str,
+    AfterValidator(normalize_username),
+    Field(
+        description=USERNAME_RULE,
+        json_schema_extra={"minLength": USERNAME_MIN, "maxLength": USERNAME_MAX},
+        examples=["ada", "小明"],
+    ),
+]
 ReasoningEffort = Literal["none", "low", "medium", "high"]
 
 
@@ -31,7 +43,7 @@ class UserOut(BaseModel):
 class ProfileUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str | None = Field(default=None, pattern=USERNAME_PATTERN, examples=["ada"])
+    username: Username | None = None
     full_name: str | None = Field(default=None, max_length=200, examples=["Ada Lovelace"])
     avatar_url: str | None = Field(
         default=None, max_length=2048, pattern=r"^https?://", examples=["https://example.com/a.png"]
