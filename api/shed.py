@@ -21,8 +21,10 @@ from core.admission import POOL_FULL_MESSAGE, RETRY_AFTER_SECONDS, pool_view
 
 # The routes that start a generation (the WebSocket starts its turns inside one connection).
 STARTING_PATHS = re.compile(
-    r"^/v1/(?:chat/completions|plugin-api/chat/completions|conversations/[^/]+/chat(?:/stream)?)$"
-    r"|^/api/plugin-api/chat/completions$"
+    r"^(?:/v1/(?:chat/completions|plugin-api/chat/completions|conversations/[^/]+/chat(?:/stream)?)"
+    # The compatibility APIs' routes that start one.
+    r"|/api/v1/developer/chat|/api/plugin-api/chat/completions"
+    r"|/conversations/[^/]+/(?:chat|messages))$"
 )
 
 
