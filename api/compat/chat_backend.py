@@ -45,7 +45,7 @@ from api.schemas.conversations import (
     ConversationPage,
 )
 from api.schemas.model_configs import ModelConfigCreate, ModelConfigUpdate
-from api.schemas.user import EmailChange, PasswordChange, ProfileUpdate, UserOut
+from api.schemas.user import EmailChange, PasswordChange, ProfileUpdate, Username, UserOut
 from core.accounts import get_user_by_email, hash_password, normalize_email
 from core.auth_sessions import revoke_user_sessions
 from core.errors import Conflict, NotFound
@@ -98,7 +98,7 @@ def _as_v1(schema: type[V1Body], names: dict[str, str] | None = None, /, **field
 class UsernameChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    username: str = _rules_of(ProfileUpdate, "username")
+    username: Username
 
 
 class EmailChangeRequest(BaseModel):

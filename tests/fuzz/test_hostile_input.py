@@ -30,6 +30,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from api.errors import OPENAI_PATHS
 from core.crypto import encrypt_secret
 from core.db import sync_engine, worker_session
 from core.security import password_hasher
@@ -43,14 +44,9 @@ pytestmark = pytest.mark.usefixtures("celery_worker")
 
 PASSWORD = "correct horse battery staple"
 
-# Routes that answer in OpenAI's error shape (API.md, "Errors"); /v1/messages answers in
-# Anthropic's.
-OPENAI_ROUTES = (
-    "/v1/chat/completions",
-    "/v1/models",
-    "/v1/plugin-api/chat/completions",
-    "/v1/responses",
-)
+# Routes that answer in OpenAI's error shape (API.md, "Errors", as api/errors.py decides);
+# /v1/messages answers in Anthropic's.
+OPENAI_ROUTES = OPENAI_PATHS
 ANTHROPIC_ROUTES = ("/v1/messages",)
 
 # Written into the body where the hostile value goes, then replaced in the JSON text:
