@@ -12,12 +12,14 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
+import redis.asyncio as aioredis
 from anyio import to_thread
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
+from core.auth_sessions import revoke_user_sessions
 from core.errors import Conflict
 from core.quota import first_period
 from core.security import DUMMY_PASSWORD_HASH, password_hasher
@@ -87,6 +89,40 @@ def is_known_password_hash(password_hash: str) -> bool:
 
 async def get_user_by_email(session: AsyncSession, email: str) -> User | None:
     return await session.scalar(select(User).where(User.email == normalize_email(email)))
+
+
+async def change_email(session: AsyncSession, user: User, email: str) -> User:
+    """Give `user` the address `email` (normalised); 409 `email_taken` when another
+    account has it. The caller has checked the user's right to change it."""
+    email = normalize_email(email)
+    if email == user.email:
+        return user
+    taken = Conflict("An account with that email already exists.", code="email_taken")
+    if await get_user_by_email(session, email) is not None:
+        raise taken
+    user.email = email
+    try:
+        await session.commit()
+    except IntegrityError:
+        # A concurrent change took it between the check and the commit.
+        await session.rollback()
+        raise taken from None
+    return user
+
+
+async def change_password(
+    session: AsyncSession,
+    redis: aioredis.Redis,
+    user: User,
+    password: str,
+    *,
+    keep_session: uuid.UUID,
+) -> None:
+    """Set the password and end every other session of the account at once. The caller
+    has checked the user's right to change it."""
+    user.password_hash = await hash_password(password)
+    await session.commit()
+    await revoke_user_sessions(session, redis, user.id, "password_change", keep=keep_session)
 
 
 async def username_taken(session: AsyncSession, username: str) -> bool:

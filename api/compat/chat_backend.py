@@ -20,7 +20,6 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
-from sqlalchemy.exc import IntegrityError
 
 from api.deps import (
     AccessToken,
@@ -46,9 +45,9 @@ from api.schemas.conversations import (
 )
 from api.schemas.model_configs import ModelConfigCreate, ModelConfigUpdate
 from api.schemas.user import EmailChange, PasswordChange, ProfileUpdate, Username, UserOut
-from core.accounts import get_user_by_email, hash_password, normalize_email
-from core.auth_sessions import revoke_user_sessions
-from core.errors import Conflict, NotFound
+from core.accounts import change_email as change_user_email
+from core.accounts import change_password as change_user_password
+from core.errors import NotFound
 from core.reauthentication import ensure_recent_sign_in
 from core.ssrf import UnsafeURL
 from models import Conversation, ModelConfig, User
@@ -229,19 +228,7 @@ async def change_email(
         checked = _as_v1(EmailChange, email=body.email, current_password=body.current_password)
         return await user_routes.change_email(checked, user, session, redis, request)
     await ensure_recent_sign_in(session, claims.session_id)
-    email = normalize_email(body.email)
-    if email == user.email:
-        return user
-    taken = Conflict("An account with that email already exists.", code="email_taken")
-    if await get_user_by_email(session, email) is not None:
-        raise taken
-    user.email = email
-    try:
-        await session.commit()
-    except IntegrityError:
-        await session.rollback()
-        raise taken from None
-    return user
+    return await change_user_email(session, user, body.email)
 
 
 @router.post(
@@ -270,9 +257,7 @@ async def change_password(
         return Done(message="Password changed.")
     user, claims = authenticated
     await ensure_recent_sign_in(session, claims.session_id)
-    user.password_hash = await hash_password(body.password)
-    await session.commit()
-    await revoke_user_sessions(session, redis, user.id, "password_change", keep=claims.session_id)
+    await change_user_password(session, redis, user, body.password, keep_session=claims.session_id)
     return Done(message="Password changed.")
 
 

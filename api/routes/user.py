@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import IntegrityError
 
@@ -16,8 +16,9 @@ from api.schemas.user import (
     ProfileUpdate,
     UserOut,
 )
-from core.accounts import get_user_by_email, hash_password, normalize_email, verify_password
-from core.auth_sessions import revoke_user_sessions
+from core.accounts import change_email as change_user_email
+from core.accounts import change_password as change_user_password
+from core.accounts import username_taken, verify_password
 from core.errors import Conflict, NotFound, Unauthorized
 from core.login_limits import forget_login_attempts, reserve_login_attempt
 from core.plans import allowed_model, listed_models_for_plan, plan_spec
@@ -50,10 +51,7 @@ async def update_profile(body: ProfileUpdate, user: CurrentUser, session: Sessio
     changes = body.model_dump(exclude_unset=True)
     username = changes.get("username")
     if username is not None and username.lower() != user.username.lower():
-        taken = await session.scalar(
-            select(User.id).where(func.lower(User.username) == username.lower())
-        )
-        if taken is not None:
+        if await username_taken(session, username):
             raise Conflict("That username is already taken.", code="username_taken")
     if "username" in changes and changes["username"] is None:
         # Every account keeps a username; null means "leave it".
@@ -73,19 +71,7 @@ async def change_email(
     body: EmailChange, user: CurrentUser, session: SessionDep, redis: RedisDep, request: Request
 ) -> User:
     await _check_current_password(user, body.current_password, redis, request)
-    email = normalize_email(body.email)
-    if email != user.email:
-        if await get_user_by_email(session, email) is not None:
-            raise Conflict("An account with that email already exists.", code="email_taken")
-        user.email = email
-        try:
-            await session.commit()
-        except IntegrityError:
-            await session.rollback()
-            raise Conflict(
-                "An account with that email already exists.", code="email_taken"
-            ) from None
-    return user
+    return await change_user_email(session, user, body.email)
 
 
 @router.post(
@@ -104,9 +90,9 @@ async def change_password(
 ) -> Response:
     user, claims = authenticated
     await _check_current_password(user, body.current_password, redis, request)
-    user.password_hash = await hash_password(body.new_password)
-    await session.commit()
-    await revoke_user_sessions(session, redis, user.id, "password_change", keep=claims.session_id)
+    await change_user_password(
+        session, redis, user, body.new_password, keep_session=claims.session_id
+    )
     return Response(status_code=204)
 
 
