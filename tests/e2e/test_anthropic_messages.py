@@ -242,6 +242,24 @@ async def test_tool_use_round_trip_with_thinking(
             "content": "sunny",
         }
 
+    if model == CLAUDE:
+        # A client that loses the signature (a late `signature_delta` it did not apply):
+        # the unsigned block is left out and the worker restores the one it kept.
+        unsigned = {"type": "thinking", "thinking": thought.thinking, "signature": ""}
+        restored = sdk.messages.create(
+            model=model,
+            max_tokens=4096,
+            messages=[
+                question,
+                {"role": "assistant", "content": [unsigned, call.model_dump()]},
+                {"role": "user", "content": [result]},
+            ],
+            tools=[WEATHER_TOOL],
+            thinking=thinking,
+        )
+        assert restored.content[-1].text == expected_reply(prompt)
+        assert _upstream(fake_llm, tag)[-1]["thinking_sent_back"] == back["thinking_sent_back"]
+
     # Not streamed: the same blocks.
     again = sdk.messages.create(
         model=model, max_tokens=4096, messages=[question], tools=[WEATHER_TOOL], thinking=thinking
