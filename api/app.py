@@ -24,6 +24,7 @@ from api.routes import (
     developer,
     generations,
     health,
+    messages,
     model_configs,
     openai,
     plugin_api,
@@ -120,6 +121,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(generations.router)
     app.include_router(openai.router)
+    app.include_router(messages.router)
     app.include_router(developer.router)
     app.include_router(api_v1_auth.router)
     app.include_router(user_system.router)

@@ -8,7 +8,12 @@ from typing import Annotated, TypeVar
 
 import redis.asyncio as aioredis
 from fastapi import Depends
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, OAuth2PasswordBearer
+from fastapi.security import (
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    OAuth2PasswordBearer,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.api_keys import authenticate_api_key, looks_like_api_key
@@ -135,3 +140,26 @@ async def get_caller(
 
 # Routes marked "key ok" in API.md: who is charged, with their plan and key.
 Caller = Annotated[QuotaSubject, Depends(get_caller)]
+
+
+# Anthropic's SDKs (and Claude Code) send the key as `x-api-key`.
+x_api_key_scheme = APIKeyHeader(
+    name="x-api-key", auto_error=False, description="Developer API key (Anthropic-style)"
+)
+
+
+async def get_key_header_caller(
+    x_api_key: Annotated[str | None, Depends(x_api_key_scheme)],
+    credentials: BearerDep,
+    session: SessionDep,
+    redis: RedisDep,
+) -> QuotaSubject:
+    """`get_caller` for the Anthropic-compatible routes: `x-api-key: <key>` or, as
+    everywhere, `Authorization: Bearer <key or JWT>`."""
+    if x_api_key:
+        credentials = HTTPAuthorizationCredentials(scheme="Bearer", credentials=x_api_key)
+    return await get_caller(credentials, session, redis, None)
+
+
+# The Anthropic-compatible routes' caller (API.md: "key ok", `x-api-key` too).
+KeyHeaderCaller = Annotated[QuotaSubject, Depends(get_key_header_caller)]

@@ -1,8 +1,9 @@
 """Every error answer in one shape.
 
 Our routes answer `{"detail", "code"}`; the OpenAI-compatible routes answer
-OpenAI's `{"error": {"message", "type", "code"}}` so SDKs raise the right
-exception. Unexpected exceptions are logged with the request id and answered as
+OpenAI's `{"error": {"message", "type", "code"}}` and the Anthropic-compatible ones
+Anthropic's `{"type": "error", "error": {"type", "message"}}`, so SDKs raise the
+right exception. Unexpected exceptions are logged with the request id and answered as
 a plain 500 without internals; a lost database or Redis is a 503.
 """
 
@@ -37,6 +38,9 @@ OPENAI_PATHS = (
     "/api/plugin-api/chat/completions",
     "/v1/responses",
 )
+# Routes that answer errors in Anthropic's shape (API.md, "Anthropic- and
+# Responses-compatible endpoints"): /v1/messages and /v1/messages/count_tokens.
+ANTHROPIC_PATHS = ("/v1/messages",)
 
 _CODES_BY_STATUS = {
     400: "bad_request",
@@ -65,6 +69,25 @@ _OPENAI_TYPES = {
     429: "rate_limit_error",
 }
 
+# Anthropic's error types by status. A spent monthly quota (402) is Anthropic's own
+# `billing_error`, not a rate limit: waiting a minute and retrying does not help.
+_ANTHROPIC_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    408: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "request_too_large",
+    415: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "overloaded_error",
+    529: "overloaded_error",
+}
+
 # A validation answer shows at most this much of the value it refused.
 _EXCERPT_CHARS = 80
 # Never echo a submitted secret back (passwords, keys) in a validation answer.
@@ -76,13 +99,17 @@ def code_for_status(status_code: int) -> str:
 
 
 def uses_compat_shape(path: str) -> bool:
-    return path.startswith(OPENAI_PATHS)
+    return path.startswith(OPENAI_PATHS + ANTHROPIC_PATHS)
 
 
 def error_body(path: str, status_code: int, code: str, detail: object) -> dict:
-    """The envelope for `path`: OpenAI's on the OpenAI-compatible routes, ours elsewhere."""
+    """The envelope for `path`: OpenAI's or Anthropic's on the compatible routes, ours
+    elsewhere."""
     if uses_compat_shape(path):
         message = detail if isinstance(detail, str) else "Invalid request: " + str(detail)
+        if path.startswith(ANTHROPIC_PATHS):
+            error_type = _ANTHROPIC_TYPES.get(status_code, "api_error")
+            return {"type": "error", "error": {"type": error_type, "message": message}}
         return {
             "error": {
                 "message": message,
@@ -103,7 +130,8 @@ def validation_body(path: str, issues: list[dict[str, Any]]) -> tuple[int, dict]
         if where:
             message = f"{where}: {message}"
         body = error_body(path, 400, "validation_error", message)
-        body["error"]["param"] = where or None
+        if not path.startswith(ANTHROPIC_PATHS):
+            body["error"]["param"] = where or None
         return 400, body
     return 422, error_body(path, 422, "validation_error", issues)
 
