@@ -48,7 +48,7 @@ function planCard(plan, subscription, reload) {
     });
   });
   const cancellable = subscription.source !== "default" && !subscription.cancel_at_period_end;
-  const cancel = cancellable && h("button", { type: "button", class: "danger small cancel-plan" }, "Cancel plan");
+  const cancel = cancellable ? h("button", { type: "button", class: "danger small cancel-plan" }, "Cancel plan") : null;
   cancel?.addEventListener("click", () => {
     if (!confirm(`Cancel the ${subscription.plan} plan? It stays until ${formatDate(subscription.current_period_end)}, then you are on free.`)) return;
     busy(cancel, "Cancelling…", status, async () => {
