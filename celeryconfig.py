@@ -2,7 +2,7 @@
 
 Queues keep kinds of work apart so a flood of chats never starves the rest:
 `chat` (streaming generations, I/O pool), `default` (titles, plug-in-api accounts),
-`maintenance` (the quota, key-usage and sweep beat jobs).
+`maintenance` (the quota, key-usage, subscription and sweep beat jobs).
 """
 
 from kombu import Queue
@@ -33,6 +33,7 @@ task_routes = {
     "workers.maintenance.*": {"queue": "maintenance"},
     "workers.quotas.*": {"queue": "maintenance"},
     "workers.api_keys.*": {"queue": "maintenance"},
+    "workers.subscriptions.*": {"queue": "maintenance"},
 }
 
 # Long I/O tasks: a worker takes only what it can start now.
@@ -54,6 +55,7 @@ imports: tuple[str, ...] = (
     "workers.tasks.maintenance",
     "workers.tasks.quotas",
     "workers.tasks.api_keys",
+    "workers.tasks.subscriptions",
 )
 
 beat_schedule: dict[str, dict] = {
@@ -70,6 +72,12 @@ beat_schedule: dict[str, dict] = {
     },
     "api-key-usage-flush": {
         "task": "workers.api_keys.flush_usage",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
+    # Subscriptions whose period is over: the user's next plan (or free) applies.
+    "subscriptions-expire": {
+        "task": "workers.subscriptions.expire",
         "schedule": 60.0,
         "options": {"expires": 50},
     },

@@ -28,6 +28,7 @@ from api.routes import (
     model_configs,
     openai,
     plugin_api,
+    subscriptions,
     user,
 )
 from api.shed import ShedGuard
@@ -59,6 +60,10 @@ TAGS = [
     {"name": "openai", "description": "OpenAI-compatible API (API key or JWT)."},
     {"name": "developer", "description": "API keys and usage."},
     {"name": "plugin-api", "description": "The user's plug-in-api account, proxied."},
+    {
+        "name": "subscriptions",
+        "description": "Plans on offer, the plan a user holds, and redemption codes.",
+    },
     {"name": "admin", "description": "Superuser operations."},
     {"name": "operations", "description": "Health, readiness and metrics."},
     {
@@ -116,6 +121,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.include_router(auth.router)
     app.include_router(user.router)
     app.include_router(admin.router)
+    app.include_router(subscriptions.router)
     app.include_router(plugin_api.router)
     app.include_router(model_configs.router)
     app.include_router(conversations.router)

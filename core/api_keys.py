@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from core.errors import Forbidden, Unauthorized
 from core.plans import plan_spec
@@ -214,13 +215,23 @@ async def revoke_cached(store: aioredis.Redis, key_hash: str) -> None:
     await store.set(auth_cache_key(key_hash), REVOKED, ex=AUTH_CACHE_TTL_SECONDS + 60)
 
 
+def user_key_cache_entries(session: Session, user_ids: Iterable[uuid.UUID]) -> list[str]:
+    """The auth cache entries of these users' keys: what a plan or period change must drop
+    (after its commit). Sync, for workers; the API runs it through `forget_user_keys`."""
+    ids = list(user_ids)
+    if not ids:
+        return []
+    hashes = session.scalars(select(ApiKey.key_hash).where(ApiKey.user_id.in_(ids))).all()
+    return [auth_cache_key(h) for h in hashes]
+
+
 async def forget_user_keys(
     session: AsyncSession, store: aioredis.Redis, user_id: uuid.UUID
 ) -> None:
     """Drop the cached entries of a user's keys, e.g. after a plan change."""
-    hashes = (await session.scalars(select(ApiKey.key_hash).where(ApiKey.user_id == user_id))).all()
-    if hashes:
-        await store.delete(*(auth_cache_key(h) for h in hashes))
+    entries = await session.run_sync(user_key_cache_entries, [user_id])
+    if entries:
+        await store.delete(*entries)
 
 
 async def pending_use(

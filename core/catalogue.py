@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 PlanName = Literal["free", "pro", "max"]
 PLAN_ORDER: tuple[PlanName, ...] = ("free", "pro", "max")
+BillingCycle = Literal["monthly", "yearly"]
 
 # What a later turn must send back of a model's reasoning: nothing; the reasoning text of
 # assistant turns with tool calls (DeepSeek and Kimi answer 400 without it); or Anthropic's
@@ -33,6 +34,10 @@ class PlanSpec(BaseModel):
     monthly_requests: int
     rpm: int
     max_api_keys: int
+    # What the plan costs per billing cycle (shown to people; codes and admins grant it).
+    price: Decimal = Decimal("0")
+    currency: str = "USD"
+    billing_cycle: BillingCycle = "monthly"
 
 
 class ModelSpec(BaseModel):
@@ -62,11 +67,25 @@ class ModelSpec(BaseModel):
 
 DEFAULT_PLANS: dict[str, PlanSpec] = {
     "free": PlanSpec(
-        default_model="deepseek-flash", monthly_requests=10_000, rpm=20, max_api_keys=5
+        default_model="deepseek-flash",
+        monthly_requests=10_000,
+        rpm=20,
+        max_api_keys=5,
+        price=Decimal("0"),
     ),
-    "pro": PlanSpec(default_model="kimi-k2.6", monthly_requests=100_000, rpm=60, max_api_keys=20),
+    "pro": PlanSpec(
+        default_model="kimi-k2.6",
+        monthly_requests=100_000,
+        rpm=60,
+        max_api_keys=20,
+        price=Decimal("29"),
+    ),
     "max": PlanSpec(
-        default_model="claude-sonnet-5-5", monthly_requests=1_000_000, rpm=300, max_api_keys=20
+        default_model="claude-sonnet-5-5",
+        monthly_requests=1_000_000,
+        rpm=300,
+        max_api_keys=20,
+        price=Decimal("299"),
     ),
 }
 

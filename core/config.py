@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     login_max_attempts_per_account: int = 5
     login_max_attempts_per_ip: int = 50
     login_attempt_window_seconds: int = 900
+    # Wrong redemption codes, on counters of their own (core/login_limits.py).
+    redeem_max_attempts_per_account: int = 10
+    redeem_max_attempts_per_ip: int = 50
+    redeem_attempt_window_seconds: int = 900
 
     plans: dict[str, PlanSpec] = Field(default_factory=lambda: dict(DEFAULT_PLANS))
     models: dict[str, ModelSpec] = Field(default_factory=lambda: dict(DEFAULT_MODELS))

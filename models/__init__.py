@@ -8,6 +8,12 @@ from models.generation import Generation
 from models.model_config import ModelConfig
 from models.oauth_identity import OAuthIdentity
 from models.plugin_account import PluginAccount
+from models.subscription import (
+    RedemptionCode,
+    Subscription,
+    SubscriptionSource,
+    SubscriptionStatus,
+)
 from models.usage_record import UsageRecord
 from models.user import User
 from models.user_ai_config import UserAIConfig
@@ -22,6 +28,10 @@ __all__ = [
     "ModelConfig",
     "OAuthIdentity",
     "PluginAccount",
+    "RedemptionCode",
+    "Subscription",
+    "SubscriptionSource",
+    "SubscriptionStatus",
     "UsageRecord",
     "User",
     "UserAIConfig",

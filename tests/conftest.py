@@ -246,13 +246,15 @@ class TestUser:
 
 @pytest.fixture
 def make_user(database: str):
-    """Factory: `make_user(plan="pro")` inserts a user and opens a session for it."""
+    """Factory: `make_user(plan="pro")` inserts a user (a paid plan with a 30-day admin
+    subscription) and opens a session for it."""
     import uuid
     from datetime import UTC, datetime, timedelta
 
     from core.db import worker_session
     from core.security import create_token, hash_token
-    from models import AuthSession, User
+    from core.subscriptions import new_subscription
+    from models import AuthSession, SubscriptionSource, SubscriptionStatus, User
 
     def factory(plan: str = "free", email: str | None = None, **fields) -> TestUser:
         user_id, session_id = uuid.uuid4(), uuid.uuid4()
@@ -263,6 +265,18 @@ def make_user(database: str):
                 User(id=user_id, email=email, username=f"u{user_id.hex[:12]}", plan=plan, **fields)
             )
             session.flush()
+            if plan != "free":
+                # A paid plan is held through a subscription, as core/subscriptions.py gives it.
+                session.add(
+                    new_subscription(
+                        user_id,
+                        plan,
+                        datetime.now(UTC),
+                        timedelta(days=30),
+                        SubscriptionStatus.ACTIVE,
+                        SubscriptionSource.ADMIN,
+                    )
+                )
             session.add(
                 AuthSession(
                     id=session_id,

@@ -18,3 +18,10 @@ class PlanChange(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     plan: Literal["free", "pro", "max"] = Field(examples=["pro"])
+    days: int | None = Field(
+        default=None,
+        ge=1,
+        le=3660,
+        description="How long a paid plan lasts (default 30); ignored for free",
+        examples=[30],
+    )

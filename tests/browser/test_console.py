@@ -390,3 +390,37 @@ def test_settings_profile_model_configs_password_and_plugin_account(
     page.get_by_label("Password").fill("a brand new password")
     page.get_by_role("button", name="Sign in").click()
     expect(page.get_by_role("link", name="Settings")).to_be_visible()
+
+
+def test_redeem_a_code_and_cancel_on_the_usage_page(page: Page, api_server: str, make_user) -> None:
+    admin = make_user(is_superuser=True)
+    made = httpx.post(
+        f"{api_server}/v1/admin/redemption-codes",
+        headers=admin.headers,
+        json={"plan": "pro", "days": 30, "count": 1},
+        timeout=30,
+    )
+    (code,) = made.json()["codes"]
+    sign_up(page)
+    page.get_by_role("link", name="Usage").click()
+    plan = page.locator(".card.plan")
+    expect(plan.locator(".plan-name")).to_have_text("free")
+    expect(plan.locator(".plan-price")).to_have_text("Free")
+
+    plan.get_by_label("Code").fill(code.lower())
+    plan.get_by_role("button", name="Redeem").click()
+    expect(plan.locator(".plan-name")).to_have_text("pro")
+    expect(plan.locator(".plan-price")).to_have_text("$29.00 / month")
+    expect(plan.locator(".plan-period")).to_contain_text("Current period ends")
+    expect(plan.locator(".notice")).to_contain_text("Code redeemed: pro")
+
+    # The same code again: refused, said so.
+    plan.get_by_label("Code").fill(code)
+    plan.get_by_role("button", name="Redeem").click()
+    expect(plan.locator(".notice")).to_contain_text("used")
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    plan.get_by_role("button", name="Cancel plan").click()
+    expect(plan.locator(".plan-period")).to_contain_text("Cancelled: ends")
+    expect(plan.locator(".plan-name")).to_have_text("pro")
+    expect(plan.get_by_role("button", name="Cancel plan")).to_have_count(0)

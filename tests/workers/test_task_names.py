@@ -25,6 +25,7 @@ QUEUES = {
     "workers.plugin.requeue_stuck": "default",
     "workers.quotas.reset": "maintenance",
     "workers.quotas.sync": "maintenance",
+    "workers.subscriptions.expire": "maintenance",
     "workers.titles.generate": "default",
 }
 

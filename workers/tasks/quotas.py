@@ -12,7 +12,7 @@ from typing import cast
 from celery.utils.log import get_task_logger
 from sqlalchemy import bindparam, extract, func, select, update
 
-from core.api_keys import auth_cache_key
+from core.api_keys import user_key_cache_entries
 from core.celery_app import celery_app
 from core.db import worker_session
 from core.quota import (
@@ -23,7 +23,7 @@ from core.quota import (
     parse_counter_key,
 )
 from core.redis import sync_redis
-from models import ApiKey, User
+from models import User
 
 log = get_task_logger(__name__)
 
@@ -130,12 +130,10 @@ def reset_quotas() -> int:
                     for user_id, _, start, reset_at in periods
                 ],
             )
-            key_hashes = session.scalars(
-                select(ApiKey.key_hash).where(ApiKey.user_id.in_([row[0] for row in due]))
-            ).all()
+            key_entries = user_key_cache_entries(session, [row[0] for row in due])
         # After the commit: cached API keys still name the old period, and its counter is done.
         stale = [counter_key(user_id, old_start) for user_id, old_start, _, _ in periods]
-        stale += [auth_cache_key(key_hash) for key_hash in key_hashes]
+        stale += key_entries
         store.delete(*stale)
         total += len(due)
     if total:

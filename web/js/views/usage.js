@@ -1,8 +1,9 @@
-// Usage: the plan, this period's quota and the last 30 days of requests and tokens.
+// Usage: the plan (price, period end, redeem a code, cancel), this period's quota and the
+// last 30 days of requests and tokens.
 
 import { api } from "../api.js";
 import { barChart } from "../chart.js";
-import { formatDate, formatNumber, h, loading, notice } from "../dom.js";
+import { busy, field, formatDate, formatNumber, h, loading, notice } from "../dom.js";
 
 function gauge(current) {
   const percent = Math.min(current.quota_percentage, 100);
@@ -20,13 +21,52 @@ function gauge(current) {
   );
 }
 
-function planCard(plan) {
+function price(subscription) {
+  const amount = Number(subscription.price);
+  const per = subscription.billing_cycle === "yearly" ? "year" : "month";
+  return amount === 0 ? "Free" : `${amount.toLocaleString(undefined, { style: "currency", currency: subscription.currency })} / ${per}`;
+}
+
+function periodNote(subscription) {
+  if (!subscription.current_period_end) return "No end: the free plan.";
+  const end = formatDate(subscription.current_period_end);
+  return subscription.cancel_at_period_end ? `Cancelled: ends ${end}, then free.` : `Current period ends ${end}.`;
+}
+
+function planCard(plan, subscription, reload) {
+  const status = notice();
+  const code = h("input", { name: "code", required: true, autocomplete: "off", spellcheck: false, placeholder: "SBR-XXXXX-…", maxlength: "100" });
+  const redeem = h("button", { type: "submit", class: "primary" }, "Redeem");
+  const form = h("form", { class: "redeem" }, h("h3", {}, "Redeem a code"), h("div", { class: "row wrap" }, field("Code", code), redeem));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    busy(redeem, "Redeeming…", status, async () => {
+      const granted = await api("POST", "/v1/user/redeem", { code: code.value.trim() });
+      form.reset();
+      const note = granted.status === "pending" ? `It starts ${formatDate(granted.current_period_start)}.` : `Now on ${granted.plan}.`;
+      await reload(`Code redeemed: ${granted.plan}. ${note}`);
+    });
+  });
+  const cancellable = subscription.source !== "default" && !subscription.cancel_at_period_end;
+  const cancel = cancellable ? h("button", { type: "button", class: "danger small cancel-plan" }, "Cancel plan") : null;
+  cancel?.addEventListener("click", () => {
+    if (!confirm(`Cancel the ${subscription.plan} plan? It stays until ${formatDate(subscription.current_period_end)}, then you are on free.`)) return;
+    busy(cancel, "Cancelling…", status, async () => {
+      await api("POST", "/v1/user/subscription/cancel");
+      await reload("Cancelled: the plan stays until its period ends.");
+    });
+  });
   return h(
     "div",
-    { class: "card" },
+    { class: "card plan" },
     h("h2", {}, "Plan"),
     h("p", { class: "big plan-name" }, plan.plan),
+    h("p", { class: "plan-price" }, price(subscription)),
+    h("p", { class: "muted plan-period" }, periodNote(subscription)),
     h("dl", { class: "facts" }, h("dt", {}, "Requests per minute"), h("dd", {}, formatNumber(plan.rpm)), h("dt", {}, "API keys"), h("dd", {}, formatNumber(plan.max_api_keys)), h("dt", {}, "Models"), h("dd", {}, plan.models.join(", "))),
+    cancel,
+    form,
+    status,
   );
 }
 
@@ -64,14 +104,21 @@ export function render(root) {
   const status = notice();
   const body = h("div", { class: "usage-grid" }, loading("Loading usage…"));
   root.append(h("h1", {}, "Usage"), status, body);
-  Promise.all([
-    api("GET", "/v1/user/plan"),
-    api("GET", "/v1/developer/usage/current"),
-    api("GET", "/v1/developer/usage/history?days=30"),
-  ])
-    .then(([plan, current, history]) => body.replaceChildren(planCard(plan), gauge(current), historyCard(history)))
-    .catch((error) => {
-      body.replaceChildren();
-      status.show(error);
-    });
+
+  async function load(message) {
+    const [plan, subscription, current, history] = await Promise.all([
+      api("GET", "/v1/user/plan"),
+      api("GET", "/v1/user/subscription"),
+      api("GET", "/v1/developer/usage/current"),
+      api("GET", "/v1/developer/usage/history?days=30"),
+    ]);
+    const card = planCard(plan, subscription, load);
+    body.replaceChildren(card, gauge(current), historyCard(history));
+    if (message) card.querySelector(".notice").ok?.(message);
+  }
+
+  load().catch((error) => {
+    body.replaceChildren();
+    status.show(error);
+  });
 }
