@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from core.errors import AppError
 from core.input_rules import storable_text
 from core.plans import allowed_model, canonical_model, model_spec, plan_spec
 from core.providers import CUSTOM_PROVIDER, LOCAL_PROVIDER, provider_api_key
@@ -35,6 +36,17 @@ def route_for_model(plan: str, model: str) -> Route:
     provider = spec.provider if provider_api_key(spec.provider) else LOCAL_PROVIDER
     # An alias reaches the provider as the current id: the old name may be retired there.
     return Route(provider=provider, model=canonical_model(model))
+
+
+def require_vision(route: Route) -> None:
+    """Refuse images for a catalogue model without vision (400 `unsupported_content`). A
+    user's own endpoint, or a model the catalogue does not describe, is the upstream's to
+    judge."""
+    if route.provider == CUSTOM_PROVIDER:
+        return
+    spec = model_spec(route.model)
+    if spec is not None and not spec.vision:
+        raise AppError(f"The model {route.model} cannot read images.", code="unsupported_content")
 
 
 def default_model(plan: str) -> str:
