@@ -238,8 +238,10 @@ async def _store_turn(
 def _image_links(message: CTE, user: User, images: Sequence[uuid.UUID]) -> CTE:
     """The message's images in their order; joined on their owner again, so an image
     deleted since the check is left out rather than failing the turn."""
-    given = func.unnest(array(images, type_=Uuid())).table_valued(
-        "attachment_id", with_ordinality="position"
+    given = (
+        func.unnest(array(images, type_=Uuid()))
+        .table_valued("attachment_id", with_ordinality="position")
+        .render_derived(name="given")
     )
     return (
         insert(MessageAttachment)
