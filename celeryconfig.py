@@ -34,6 +34,7 @@ task_routes = {
     "workers.quotas.*": {"queue": "maintenance"},
     "workers.api_keys.*": {"queue": "maintenance"},
     "workers.subscriptions.*": {"queue": "maintenance"},
+    "workers.attachments.*": {"queue": "maintenance"},
 }
 
 # Long I/O tasks: a worker takes only what it can start now.
@@ -56,6 +57,7 @@ imports: tuple[str, ...] = (
     "workers.tasks.quotas",
     "workers.tasks.api_keys",
     "workers.tasks.subscriptions",
+    "workers.tasks.attachments",
 )
 
 beat_schedule: dict[str, dict] = {
@@ -92,6 +94,12 @@ beat_schedule: dict[str, dict] = {
         "task": "workers.plugin.requeue_stuck",
         "schedule": 300.0,
         "options": {"expires": 240},
+    },
+    # Uploads no message refers to, a day after they came (core/attachments.py).
+    "attachments-sweep": {
+        "task": "workers.attachments.sweep",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
     },
     "plugin-flush-last-used": {
         "task": "workers.plugin.flush_last_used",

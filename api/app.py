@@ -19,6 +19,7 @@ from api.plugin_accounts import start_provisioning
 from api.plugin_client import close_plugin_client
 from api.routes import (
     admin,
+    attachments,
     auth,
     conversations,
     developer,
@@ -125,6 +126,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.include_router(plugin_api.router)
     app.include_router(model_configs.router)
     app.include_router(conversations.router)
+    app.include_router(attachments.router)
     app.include_router(generations.router)
     app.include_router(openai.router)
     app.include_router(messages.router)

@@ -6,6 +6,7 @@ stream and the final answer are api/streaming/openai_chunks.py's).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -17,11 +18,12 @@ from api.schemas.openai import ChatCompletion, ChatCompletionRequest
 from api.streaming.openai_chunks import completion_answer, completion_chunks
 from api.streaming.sse import sse_stream
 from api.streaming.start import start_completion, wait_for_reply
-from core.chat import Route
+from core.chat import Route, require_vision
 from core.errors import AppError
 from core.providers import LOCAL_PROVIDER, speaks_openai
 from core.quota import QuotaSubject
 
+_IMAGE_DATA_URL = re.compile(r"data:image/(png|jpeg|webp|gif);base64,")
 PASSED_THROUGH = (
     "temperature",
     "top_p",
@@ -42,6 +44,34 @@ COMPLETION_RESPONSES: dict[int | str, dict[str, Any]] = {
     402: {"description": "Monthly quota spent (`quota_exceeded`)"},
     429: {"description": "Rate limited (`rate_limited`), with `Retry-After`"},
 }
+
+
+def _image_urls(body: ChatCompletionRequest) -> list[Any]:
+    return [
+        part.get("image_url", {}).get("url") if isinstance(part.get("image_url"), dict) else None
+        for message in body.messages
+        if isinstance(message.content, list)
+        for part in message.content
+        if isinstance(part, dict) and part.get("type") == "image_url"
+    ]
+
+
+def check_images(body: ChatCompletionRequest, route: Route) -> None:
+    """Image parts go to a model with vision only, as an `https:` URL (handed to the
+    provider, never fetched here) or a base64 `data:` URL of an image type."""
+    urls = _image_urls(body)
+    if not urls:
+        return
+    require_vision(route)
+    for url in urls:
+        if not isinstance(url, str) or not (
+            url.startswith("https://") or _IMAGE_DATA_URL.match(url)
+        ):
+            raise AppError(
+                "An image_url must be an https: URL or a data:image/(png|jpeg|webp|gif);base64 "
+                "URL.",
+                code="unsupported_content",
+            )
 
 
 def _text(content: str | list[dict[str, Any]] | None) -> str:
@@ -90,6 +120,7 @@ async def create_completion(
 ) -> ChatCompletion | StreamingResponse:
     """Start a stateless generation on `route`, charged to `caller`, and answer it as
     OpenAI does: a chunk stream with `stream: true`, else one `chat.completion`."""
+    check_images(body, route)
     started = await start_completion(
         session,
         redis,

@@ -1,9 +1,10 @@
 """The edge of every HTTP route: body limits, slow bodies and the input rules.
 
 A pure ASGI middleware, so it sees the body as it streams in: a body over its
-route's limit (`MAX_BODY_BYTES`, or `MAX_AI_BODY_BYTES` on the AI routes, whose
-bodies carry images inline) is answered 413 as soon as its size is known, never
-read whole; a body that trickles in longer than `BODY_TIMEOUT_SECONDS` is 408.
+route's limit (`MAX_BODY_BYTES`; `MAX_AI_BODY_BYTES` on the AI routes, whose bodies
+carry images inline; `ATTACHMENT_MAX_BYTES` on the image upload) is answered 413 as
+soon as its size is known, never read whole; a body that trickles in longer than
+`BODY_TIMEOUT_SECONDS` is 408.
 A JSON or form body, the query string and the path are then held to
 core/input_rules.py before any route, encoder, queue or database sees them. The
 body it read is handed on unchanged, so routes parse it as before.
@@ -29,6 +30,10 @@ _AI_PATHS = (
     "/v1/messages",
     "/v1/responses",
 )
+# The upload route: its limit is the image's own (ATTACHMENT_MAX_BYTES) plus room for the
+# multipart envelope (boundaries, part headers); the route checks the file itself.
+_ATTACHMENT_PATH = "/v1/attachments"
+MULTIPART_OVERHEAD_BYTES = 16 * 1024
 _FORM = b"application/x-www-form-urlencoded"
 # Bodies above this are checked in a worker thread.
 _INLINE_CHECK_BYTES = 256 * 1024
@@ -91,6 +96,8 @@ class InputGuard:
     def _limit(self, path: str) -> int:
         if path.startswith(_AI_PATHS):
             return self.settings.max_ai_body_bytes
+        if path == _ATTACHMENT_PATH:
+            return self.settings.attachment_max_bytes + MULTIPART_OVERHEAD_BYTES
         return self.settings.max_body_bytes
 
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
+from core.errors import AppError
 from core.input_rules import storable_text
 from core.plans import allowed_model, canonical_model, model_spec, plan_spec
 from core.providers import CUSTOM_PROVIDER, LOCAL_PROVIDER, provider_api_key
@@ -37,6 +38,17 @@ def route_for_model(plan: str, model: str) -> Route:
     return Route(provider=provider, model=canonical_model(model))
 
 
+def require_vision(route: Route) -> None:
+    """Refuse images for a catalogue model without vision (400 `unsupported_content`). A
+    user's own endpoint, or a model the catalogue does not describe, is the upstream's to
+    judge."""
+    if route.provider == CUSTOM_PROVIDER:
+        return
+    spec = model_spec(route.model)
+    if spec is not None and not spec.vision:
+        raise AppError(f"The model {route.model} cannot read images.", code="unsupported_content")
+
+
 def default_model(plan: str) -> str:
     return plan_spec(plan).default_model
 
@@ -53,31 +65,73 @@ def estimate_tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
+# What one image costs in the context, for trimming only (the usage recorded is always
+# the provider's own count): about what Claude and GPT-4o charge for a 1-megapixel image.
+IMAGE_TOKEN_ESTIMATE = 1_600
+# Per request, whatever the context allows: Anthropic refuses bodies over 32 MB, and base64
+# grows the bytes by a third.
+MAX_IMAGES_PER_REQUEST = 20
+MAX_IMAGE_BYTES_PER_REQUEST = 20 * 1024 * 1024
+
+
 def trim_history(
     system_prompt: str | None,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     window: int,
     reserve_for_output: int | None = None,
-) -> list[dict[str, str]]:
+) -> list[dict[str, Any]]:
     """System prompt plus the newest messages that fit `window` tokens.
 
-    The newest message (the user's question) is always kept; an older message
-    that does not fit ends the walk so the history stays contiguous.
+    The newest message (the user's question) is always kept, with its images; an older
+    message that does not fit ends the walk so the history stays contiguous. A message
+    may carry `images` (core/attachments.py's ImageRef): earlier ones are kept only in
+    the room the text leaves (and within the per-request caps), newest first, so the
+    oldest images are the first dropped; their message's text stays.
     """
     reserve = reserve_for_output if reserve_for_output is not None else min(4096, window // 4)
     budget = window - reserve
-    head: list[dict[str, str]] = []
+    head: list[dict[str, Any]] = []
     if system_prompt:
         head = [{"role": "system", "content": system_prompt}]
         budget -= estimate_tokens(system_prompt) + 4
-    kept: list[dict[str, str]] = []
+    kept: list[dict[str, Any]] = []
     for message in reversed(messages):
         cost = estimate_tokens(message["content"]) + 4
+        if not kept:
+            cost += IMAGE_TOKEN_ESTIMATE * len(message.get("images") or ())
         if kept and cost > budget:
             break
         kept.append(message)
         budget -= cost
+    if any(message.get("images") for message in kept):
+        kept = _fit_images(kept, budget)
     return head + list(reversed(kept))
+
+
+def _fit_images(newest_first: list[dict[str, Any]], budget: int) -> list[dict[str, Any]]:
+    """The messages with the images that fit; the newest message's are always kept."""
+    newest = list(newest_first[0].get("images") or ())
+    count, size = len(newest), sum(image.size for image in newest)
+    fitted = [newest_first[0]]
+    for message in newest_first[1:]:
+        images = message.get("images")
+        if not images:
+            fitted.append(message)
+            continue
+        chosen = []
+        for image in images:
+            if (
+                budget < IMAGE_TOKEN_ESTIMATE
+                or count >= MAX_IMAGES_PER_REQUEST
+                or size + image.size > MAX_IMAGE_BYTES_PER_REQUEST
+            ):
+                break
+            chosen.append(image)
+            budget -= IMAGE_TOKEN_ESTIMATE
+            count += 1
+            size += image.size
+        fitted.append({**message, "images": chosen})
+    return fitted
 
 
 def cost_of(
@@ -144,7 +198,8 @@ def message_payload(message: Any) -> dict[str, Any]:
         "role": message.role,
         "content": message.content,
         "reasoning": message.reasoning,
-        # A reply has no images; a user's message's attachments are another issue's.
+        # Workers write replies only, and a reply carries no images (a user message's are
+        # listed by the conversation routes).
         "attachments": [],
         "status": message.status,
         "model": message.model,

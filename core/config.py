@@ -157,6 +157,9 @@ class Settings(BaseSettings):
     # Enforced while the body streams in, so an oversized one is never held whole.
     max_body_bytes: int = Field(default=1024 * 1024, gt=0)
     max_ai_body_bytes: int = Field(default=32 * 1024 * 1024, gt=0)
+    # The largest image `POST /v1/attachments` takes: that route's body limit instead of
+    # MAX_BODY_BYTES (plus the multipart envelope), checked again on the file itself.
+    attachment_max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     # Slow clients: how long a request's line and headers, then its body, may take to
     # arrive, and how long a WebSocket may take to finish its handshake. Without these a
     # client that trickles bytes holds a connection (slow-loris); a reverse proxy in front

@@ -1,6 +1,7 @@
 """The data model: typed SQLAlchemy 2 tables. Importing this package registers them all."""
 
 from models.api_key import ApiKey
+from models.attachment import Attachment, MessageAttachment
 from models.auth_session import AuthSession
 from models.base import Base
 from models.conversation import Conversation, Message
@@ -20,11 +21,13 @@ from models.user_ai_config import UserAIConfig
 
 __all__ = [
     "ApiKey",
+    "Attachment",
     "AuthSession",
     "Base",
     "Conversation",
     "Generation",
     "Message",
+    "MessageAttachment",
     "ModelConfig",
     "OAuthIdentity",
     "PluginAccount",

@@ -13,6 +13,7 @@ from core.lifecycle import MessageStatus, check_in
 from models.base import Base, CreatedAt, Timestamps, UUIDPk
 
 if TYPE_CHECKING:
+    from models.attachment import Attachment
     from models.user import User
 
 
@@ -69,3 +70,11 @@ class Message(CreatedAt, Base):
     provider_blocks: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     conversation: Mapped[Conversation] = relationship(back_populates="messages")
+    # A user message's images, in the order attached. Never loaded implicitly (the API is
+    # async): queries that answer with messages load it with `selectinload`.
+    attachments: Mapped[list[Attachment]] = relationship(
+        secondary="message_attachments",
+        order_by="MessageAttachment.position",
+        viewonly=True,
+        lazy="raise",
+    )

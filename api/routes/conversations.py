@@ -12,6 +12,7 @@ from fastapi.responses import Response, StreamingResponse
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
 from starlette.types import Message as ASGIMessage
 
 from api.deps import (
@@ -44,6 +45,7 @@ from api.streaming.start import (
     wait_for_reply,
 )
 from api.streaming.websocket import error_payload, event_payload
+from core.attachments import attachment_store
 from core.chat import route_for_model
 from core.config import settings
 from core.db import async_session_factory
@@ -107,7 +109,11 @@ async def get_conversation(
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     before_id: Annotated[int | None, Query(ge=1, le=PG_BIGINT_MAX)] = None,
 ) -> dict[str, Any]:
-    query = select(Message).where(Message.conversation_id == conversation.id)
+    query = (
+        select(Message)
+        .where(Message.conversation_id == conversation.id)
+        .options(selectinload(Message.attachments))
+    )
     if before_id is not None:
         query = query.where(Message.id < before_id)
     newest_first = list(await session.scalars(query.order_by(Message.id.desc()).limit(limit + 1)))
@@ -140,7 +146,9 @@ async def rename_conversation(
     operation_id="conversations-delete",
 )
 async def delete_conversation(conversation: OwnedConversation, session: SessionDep) -> None:
-    # Messages and generations go with it (ON DELETE CASCADE in the schema).
+    # Messages and generations go with it (ON DELETE CASCADE in the schema); its images are
+    # deleted here, in the same transaction.
+    await attachment_store.delete_for_conversation(session, conversation.id)
     await session.execute(delete(Conversation).where(Conversation.id == conversation.id))
     await session.commit()
 
@@ -165,6 +173,7 @@ async def chat(
         conversation=conversation,
         content=body.content,
         reasoning_effort=body.reasoning_effort,
+        attachments=body.attachments,
     )
     response.headers.update(started.headers)
     result = await wait_for_reply(started)
@@ -197,6 +206,7 @@ async def chat_stream(
         conversation=conversation,
         content=body.content,
         reasoning_effort=body.reasoning_effort,
+        attachments=body.attachments,
     )
     return sse_events(started.events(), started.headers)
 
@@ -342,6 +352,7 @@ class _Socket:
                     conversation=conversation,
                     content=message.content,
                     reasoning_effort=message.reasoning_effort,
+                    attachments=message.attachments,
                 )
             except AppError as exc:
                 await self.send(error_payload(exc.code, exc.detail))
@@ -375,8 +386,8 @@ async def chat_socket(websocket: WebSocket, conversation_id: uuid.UUID, token: s
     or at any later message (expired, logged out, password changed elsewhere), is an
     `error` event then close 4401; another user's conversation is `not_found` and 4404.
 
-    The client sends `{"type": "chat", "content", "model"?, "reasoning_effort"?}` (the
-    HTTP turn's fields and
+    The client sends `{"type": "chat", "content", "model"?, "reasoning_effort"?,
+    "attachments"?}` (the HTTP turn's fields and
     limits) or `{"type": "cancel"}`, one JSON document per text frame; the server sends
     the stream events as JSON objects with a `type`. A frame that is refused (binary,
     not JSON, against the input rules, not one of those messages) is answered with

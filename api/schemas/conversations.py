@@ -9,6 +9,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.schemas.user import ReasoningEffort
+from core.attachments import MAX_ATTACHMENTS_PER_TURN
 from core.lifecycle import GenerationStatus, MessageStatus
 
 
@@ -48,6 +49,8 @@ class ConversationPage(BaseModel):
 
 
 class MessageAttachment(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: uuid.UUID
     mime_type: str = Field(examples=["image/png"])
     size: int = Field(examples=[48213])
@@ -96,10 +99,18 @@ class ChatRequest(BaseModel):
         "model's own",
         examples=["low"],
     )
+    attachments: list[uuid.UUID] = Field(
+        default_factory=list,
+        max_length=MAX_ATTACHMENTS_PER_TURN,
+        description="Images from `POST /v1/attachments`, the caller's own (another's or a "
+        "missing one is 404 `not_found`); a model without vision answers 400 "
+        "`unsupported_content`",
+    )
 
 
 class SocketChat(ChatRequest):
-    """`{"type": "chat", "content", "model"?, "reasoning_effort"?}` on the chat WebSocket:
+    """`{"type": "chat", "content", "model"?, "reasoning_effort"?, "attachments"?}` on the
+    chat WebSocket:
     an HTTP turn's fields and limits."""
 
     # Unknown fields are ignored, as the socket always did: clients may tag their messages.

@@ -15,14 +15,15 @@ script for a completion, in a script of its own after the commit for a turn.
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError, RedisError
-from sqlalchemy import delete, insert, literal, select, update
+from sqlalchemy import CTE, Uuid, delete, func, insert, literal, select, true, update
+from sqlalchemy.dialects.postgresql import array
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -31,8 +32,9 @@ from api.streaming.enqueue import TaskMessage, push, task_message
 from api.streaming.hub import WAKE_TTL_SECONDS, Subscription, stream_hub
 from api.streaming.relay import StreamEvent, relay_events
 from core.admission import release, release_in
-from core.chat import CUSTOM_PROVIDER, Route, default_model, route_for_model
-from core.errors import AppError, Unavailable
+from core.attachments import attachment_store
+from core.chat import CUSTOM_PROVIDER, Route, default_model, require_vision, route_for_model
+from core.errors import AppError, NotFound, Unavailable
 from core.gate import admit
 from core.lifecycle import CANCEL, GenerationStatus, MessageStatus
 from core.quota import (
@@ -58,7 +60,16 @@ from core.streams import (
     stream_key,
     terminal_script_args,
 )
-from models import Conversation, Generation, Message, ModelConfig, User, UserAIConfig
+from models import (
+    Attachment,
+    Conversation,
+    Generation,
+    Message,
+    MessageAttachment,
+    ModelConfig,
+    User,
+    UserAIConfig,
+)
 
 CHAT_TASK = "workers.chat.generate"
 # A stream whose worker never starts still disappears eventually.
@@ -118,11 +129,18 @@ async def start_generation(
     conversation: Conversation,
     content: str,
     reasoning_effort: str | None = None,
+    attachments: Sequence[uuid.UUID] = (),
 ) -> StartedGeneration:
     """A conversation turn: admit it, store the user message and the `generations`
     row, commit, then open the stream and queue the task with the generation id.
     `reasoning_effort`: the turn's own, kept in the row's `request` for the worker
-    (which falls back on the user's ai-config)."""
+    (which falls back on the user's ai-config). `attachments`: the user's own images
+    (another's or a missing one is 404), for a model with vision (else 400)."""
+    images = list(dict.fromkeys(attachments))
+    if images:
+        require_vision(route)
+        if len(await attachment_store.owned(session, user.id, images)) != len(images):
+            raise NotFound("Attachment not found.")
     await ensure_period(session, user)
     caller = subject_for_user(user)
     generation_id = uuid.uuid4()
@@ -130,7 +148,7 @@ async def start_generation(
     subscription = stream_hub().subscribe(stream_key(str(generation_id)), "0-0")
     try:
         user_message_id = await _store_turn(
-            session, generation_id, user, route, conversation, content, reasoning_effort
+            session, generation_id, user, route, conversation, content, reasoning_effort, images
         )
         await session.commit()
         started = StartedGeneration(
@@ -158,10 +176,12 @@ async def _store_turn(
     conversation: Conversation,
     content: str,
     reasoning_effort: str | None = None,
+    images: Sequence[uuid.UUID] = (),
 ) -> int:
-    """The user message, the queued `generations` row that names it and the conversation's
-    new `updated_at`, in one statement of data-modifying CTEs: one round trip where the
-    ORM's flush took three, each on the way to the first token. The message's id."""
+    """The user message, the queued `generations` row that names it, its images' links and
+    the conversation's new `updated_at`, in one statement of data-modifying CTEs: one
+    round trip where the ORM's flush took three, each on the way to the first token. The
+    message's id."""
     now = datetime.now(UTC)
     message = (
         insert(Message)
@@ -205,11 +225,38 @@ async def _store_turn(
         .values(updated_at=now)
         .cte("touched")
     )
-    message_id = await session.scalar(select(message.c.id).add_cte(generation, touched))
+    ctes = [generation, touched]
+    if images:
+        ctes.append(_image_links(message, user, images))
+    message_id = await session.scalar(select(message.c.id).add_cte(*ctes))
     # Already stored: the session must not write it again.
     set_committed_value(conversation, "updated_at", now)
     assert message_id is not None
     return message_id
+
+
+def _image_links(message: CTE, user: User, images: Sequence[uuid.UUID]) -> CTE:
+    """The message's images in their order; joined on their owner again, so an image
+    deleted since the check is left out rather than failing the turn."""
+    given = (
+        func.unnest(array(images, type_=Uuid()))
+        .table_valued("attachment_id", with_ordinality="position")
+        .render_derived(name="given")
+    )
+    return (
+        insert(MessageAttachment)
+        .from_select(
+            ["message_id", "attachment_id", "position"],
+            select(message.c.id, Attachment.id, given.c.position)
+            .select_from(message)
+            .join(given, true())
+            .join(
+                Attachment,
+                (Attachment.id == given.c.attachment_id) & (Attachment.user_id == user.id),
+            ),
+        )
+        .cte("image_links")
+    )
 
 
 async def start_completion(

@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import struct
 import tempfile
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -190,6 +192,51 @@ def test_sign_up_chat_resume_keys_and_usage(page: Page, api_server: str, fake_ll
     expect(bars).to_have_count(30)
     expect(bars.last).to_have_attribute("data-total", "4")
     page.screenshot(path=SCREENSHOTS / "usage.png", full_page=True)
+
+
+def tiny_png() -> bytes:
+    """A real 2x2 PNG, so the browser can draw the thumbnail."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    header = struct.pack(">IIBBBBB", 2, 2, 8, 2, 0, 0, 0)
+    pixels = zlib.compress(b"\x00" + b"\xff\x00\x00" * 2 + b"\x00" + b"\x00\x00\xff" * 2)
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.usefixtures("celery_worker")
+def test_attach_an_image_and_open_it_full_size(page: Page, api_server: str, fake_llm) -> None:
+    sign_up(page)
+    page.locator("input[name=attach]").set_input_files(
+        {"name": "receipt.png", "mimeType": "image/png", "buffer": tiny_png()}
+    )
+    pending = page.locator(".attachments.pending img.thumbnail")
+    expect(pending).to_have_count(1)
+    send(page, "What is this? [[tag=webimg]]")
+    expect(page.locator(".message.assistant.complete")).to_have_count(1, timeout=30_000)
+    expect(pending).to_have_count(0)
+    [request] = [r for r in fake_llm.requests_tagged("webimg") if not r["is_title"]]
+    url = request["body"]["messages"][-1]["content"][0]["image_url"]["url"]
+    assert url.startswith("data:image/png;base64,")
+
+    # After a reload the thumbnail comes from the API (fetched with the bearer token).
+    page.reload()
+    thumb = page.locator(".message.user img.thumbnail")
+    expect(thumb).to_have_count(1)
+    expect(thumb).to_have_attribute("src", re.compile(r"^blob:"))
+    page.wait_for_function(
+        "document.querySelector('.message.user img.thumbnail').naturalWidth === 2"
+    )
+    thumb.click()
+    full = page.locator("dialog.image-viewer img")
+    expect(full).to_be_visible()
+    expect(full).to_have_attribute("src", re.compile(r"^blob:"))
+    full.click()
+    expect(full).to_have_count(0)
 
 
 def test_revoked_session_goes_back_to_sign_in(page: Page, api_server: str) -> None:

@@ -18,6 +18,7 @@ MODULES = sorted(path.stem for path in (ROOT / "workers" / "tasks").glob("[!_]*.
 # change: queued messages and the workers' `--queues` depend on both.
 QUEUES = {
     "workers.api_keys.flush_usage": "maintenance",
+    "workers.attachments.sweep": "maintenance",
     "workers.chat.generate": "chat",
     "workers.maintenance.sweep_generations": "maintenance",
     "workers.plugin.flush_last_used": "default",

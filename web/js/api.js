@@ -116,7 +116,10 @@ export function errorMessage(body, status) {
 async function send(method, path, body, { token, signal, headers = {}, raw = false } = {}) {
   const init = { method, signal, headers: { ...headers } };
   if (token) init.headers.Authorization = `Bearer ${token}`;
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    // The browser writes the multipart Content-Type, boundary included.
+    init.body = body;
+  } else if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
@@ -135,7 +138,8 @@ async function send(method, path, body, { token, signal, headers = {}, raw = fal
   return response.status === 204 ? null : response.json();
 }
 
-/** An authenticated call; `raw: true` returns the Response (for event streams). */
+/** An authenticated call; `raw: true` returns the Response (for event streams and images).
+ * A FormData body is sent as multipart (uploads), any other body as JSON. */
 export async function api(method, path, body, options = {}) {
   if (!session) throw new ApiError(401, "token_invalid", "Please sign in.");
   if (session.refresh_at <= Date.now()) await refresh();

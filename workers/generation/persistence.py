@@ -136,7 +136,7 @@ def final_usage(call: ProviderCall | None, outcome: Outcome) -> tuple[int, int, 
     estimated = prompt is None or completion is None
     if prompt is None:
         # Content may be absent (an assistant turn of tool calls) or a list of parts.
-        texts = [str(m.get("content") or "") for m in call.messages] if call else []
+        texts = [_text_of(m.get("content")) for m in call.messages] if call else []
         prompt = sum(estimate_tokens(text) for text in texts)
     if completion is None:
         generated = (
@@ -146,6 +146,13 @@ def final_usage(call: ProviderCall | None, outcome: Outcome) -> tuple[int, int, 
         )
         completion = estimate_tokens(generated) if generated else 0
     return prompt, completion, estimated
+
+
+def _text_of(content: Any) -> str:
+    """A message's text parts: an image's base64 says nothing of its token count."""
+    if isinstance(content, list):
+        return "".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return str(content or "")
 
 
 def _finish(

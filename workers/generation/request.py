@@ -5,18 +5,29 @@ the thinking blocks kept for them); the provider key decrypted only here, at cal
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from core.attachments import ImageRef, attachment_store, data_url
 from core.chat import CUSTOM_PROVIDER, PLUGIN_PROVIDER, context_window, trim_history
 from core.crypto import decrypt_secret
 from core.lifecycle import HISTORY_MESSAGE_STATUSES
 from core.plans import model_spec
 from core.plugin_accounts import usable
-from core.providers import provider_spec
+from core.providers import LOCAL_PROVIDER, provider_spec
 from core.redis import sync_redis
-from models import Conversation, Generation, Message, ModelConfig, PluginAccount, UserAIConfig
+from models import (
+    Attachment,
+    Conversation,
+    Generation,
+    Message,
+    MessageAttachment,
+    ModelConfig,
+    PluginAccount,
+    UserAIConfig,
+)
 from workers.generation.thinking import restore_blocks
 from workers.providers import platform_endpoint
 from workers.providers.base import ProviderCall, ProviderError
@@ -43,15 +54,20 @@ def build_call(session: Session, generation: Generation) -> ProviderCall:
             )
             .order_by(Message.id)
         ).all()
-        # Text only: a conversation's turns have no tool calls, so no provider needs their
-        # reasoning back.
-        history = [{"role": m.role, "content": m.content} for m in rows if m.content]
+        # No reasoning: a conversation's turns have no tool calls, so no provider needs it back.
+        images = _images_of(session, [m.id for m in rows if m.role == "user"])
+        history = [
+            {"role": m.role, "content": m.content, "images": images.get(m.id, [])}
+            for m in rows
+            if m.content or images.get(m.id)
+        ]
         system_prompt = conversation.system_prompt or (
             ai_config.system_prompt if ai_config else None
         )
-        messages = trim_history(
+        trimmed = trim_history(
             system_prompt, history, context_window(generation.model, generation.provider)
         )
+        messages = _with_images(session, trimmed, generation.provider)
         if ai_config and ai_config.temperature is not None:
             params.setdefault("temperature", ai_config.temperature)
         if ai_config and ai_config.reasoning_effort is not None:
@@ -94,6 +110,46 @@ def build_call(session: Session, generation: Generation) -> ProviderCall:
         # The rest of a stateless request (top_p, stop, tools, ...) goes to the provider as is.
         extra=params,
     )
+
+
+def _images_of(session: Session, message_ids: list[int]) -> dict[int, list[ImageRef]]:
+    """Each user message's images, in the order attached (no bytes yet)."""
+    if not message_ids:
+        return {}
+    rows = session.execute(
+        select(MessageAttachment.message_id, Attachment.id, Attachment.mime_type, Attachment.size)
+        .join(Attachment, Attachment.id == MessageAttachment.attachment_id)
+        .where(MessageAttachment.message_id.in_(message_ids))
+        .order_by(MessageAttachment.message_id, MessageAttachment.position)
+    )
+    found: dict[int, list[ImageRef]] = {}
+    for message_id, image_id, mime_type, size in rows:
+        found.setdefault(message_id, []).append(ImageRef(image_id, mime_type, size))
+    return found
+
+
+def _with_images(
+    session: Session, messages: list[dict[str, Any]], provider: str
+) -> list[dict[str, Any]]:
+    """The trimmed history in OpenAI's format: a message that kept images becomes content
+    parts (the images as base64 `data:` URLs, then the text), which each adapter sends in
+    its provider's format. The built-in provider reads text only."""
+    kept = [image.id for m in messages for image in m.get("images") or ()]
+    data = attachment_store.load(session, kept) if provider != LOCAL_PROVIDER else {}
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        images = [image for image in message.pop("images", None) or () if image.id in data]
+        if not images:
+            out.append(message)
+            continue
+        parts: list[dict[str, Any]] = [
+            {"type": "image_url", "image_url": {"url": data_url(image.mime_type, data[image.id])}}
+            for image in images
+        ]
+        if message["content"]:
+            parts.append({"type": "text", "text": message["content"]})
+        out.append({**message, "content": parts})
+    return out
 
 
 def chat_endpoint(session: Session, user_id: uuid.UUID) -> tuple[str, str]:

@@ -1,5 +1,8 @@
 // Chat: the conversation list, a conversation's history ("load older"), and a
 // composer whose reply streams over SSE, can be stopped, and resumes after a reload.
+// Images are attached with a button, by pasting or by dropping them on the composer;
+// the thread shows them as thumbnails that open full size. An <img src> cannot send
+// the bearer token, so images are fetched with it and shown through object URLs.
 
 import { ApiError, api } from "../api.js";
 import { h, loading, notice } from "../dom.js";
@@ -13,6 +16,8 @@ const TITLE_POLLS = 30;
 const RECONNECTS = 3;
 const TERMINAL = new Set(["done", "error", "cancelled"]);
 const UNTITLED = "New conversation";
+const IMAGE_TYPES = ["image/png", "image/jpeg", "image/webp", "image/gif"];
+const MAX_ATTACHMENTS = 8;
 
 function runningReplies() {
   return JSON.parse(sessionStorage.getItem(RUNNING_KEY) ?? "{}");
@@ -35,12 +40,48 @@ function pause(ms, signal) {
   });
 }
 
-function messageView({ id, role, content, status }) {
+// Object URLs of fetched images, by attachment id, for the page's lifetime: a thumbnail
+// and its full-size view share one download.
+const imageUrls = new Map();
+
+function imageUrl(id) {
+  if (!imageUrls.has(id)) {
+    const loaded = api("GET", `/v1/attachments/${id}`, undefined, { raw: true })
+      .then((response) => response.blob())
+      .then((blob) => URL.createObjectURL(blob));
+    loaded.catch(() => imageUrls.delete(id));
+    imageUrls.set(id, loaded);
+  }
+  return imageUrls.get(id);
+}
+
+function showFullSize(src) {
+  const image = h("img", { src, alt: "Attached image" });
+  const dialog = h("dialog", { class: "image-viewer", onclose: () => dialog.remove() }, image);
+  dialog.addEventListener("click", () => dialog.close());
+  document.body.append(dialog);
+  dialog.showModal();
+}
+
+// A thumbnail: `src` when the image is local (just attached), else fetched by id.
+function thumbnail({ id, src }) {
+  const image = h("img", { class: "thumbnail", alt: "Attached image", "data-attachment": id ?? "" });
+  const opener = h("button", { type: "button", class: "thumbnail-button", title: "Open full size" }, image);
+  const shown = src ? Promise.resolve(src) : imageUrl(id);
+  shown.then((url) => {
+    image.src = url;
+  }, () => opener.classList.add("broken"));
+  opener.addEventListener("click", () => shown.then(showFullSize, () => {}));
+  return opener;
+}
+
+function messageView({ id, role, content, status, attachments = [] }) {
   const note = { cancelled: "Stopped", failed: "Failed", partial: "Incomplete" }[status];
   return h(
     "article",
     { class: `message ${role} ${status ?? ""}`, "data-id": id },
     h("div", { class: "role" }, role === "user" ? "You" : "Assistant", note && h("span", { class: "tag" }, note)),
+    attachments.length > 0 && h("div", { class: "attachments" }, attachments.map(thumbnail)),
     h("div", { class: "content" }, content),
   );
 }
@@ -63,7 +104,18 @@ export function render(root, [routeId]) {
   const input = h("textarea", { name: "content", rows: 3, placeholder: "Send a message… (Enter to send, Shift+Enter for a new line)" });
   const send = h("button", { type: "submit", class: "primary" }, "Send");
   const stop = h("button", { type: "button", class: "danger", hidden: true }, "Stop");
-  const composer = h("form", { class: "composer" }, input, h("div", { class: "composer-actions" }, stop, send));
+  // Images waiting to go with the next message: {id, src (a local object URL)}.
+  let pending = [];
+  const tray = h("div", { class: "attachments pending", hidden: true });
+  const picker = h("input", { type: "file", accept: IMAGE_TYPES.join(","), multiple: true, hidden: true, name: "attach" });
+  const attach = h("button", { type: "button", class: "attach", title: "Attach images" }, "Attach image");
+  const composer = h(
+    "form",
+    { class: "composer" },
+    tray,
+    input,
+    h("div", { class: "composer-actions" }, picker, attach, stop, send),
+  );
   const layout = h(
     "div",
     { class: `chat${routeId ? " has-conversation" : ""}` },
@@ -217,9 +269,52 @@ export function render(root, [routeId]) {
     await stream(conversationId, reply, streamingBubble(reply.text), null);
   }
 
+  function showPending() {
+    tray.replaceChildren(
+      ...pending.map((item) =>
+        h(
+          "span",
+          { class: "pending-image" },
+          thumbnail(item),
+          h("button", { type: "button", class: "remove", title: "Remove", onclick: () => unattach(item) }, "×"),
+        ),
+      ),
+    );
+    tray.hidden = pending.length === 0;
+  }
+
+  function unattach(item) {
+    pending = pending.filter((other) => other !== item);
+    URL.revokeObjectURL(item.src);
+    showPending();
+    // Never sent: the server's sweep removes the upload after a day.
+  }
+
+  async function attachFiles(files) {
+    const images = [...files].filter((file) => IMAGE_TYPES.includes(file.type));
+    if (!images.length) return;
+    status.clear();
+    for (const file of images) {
+      if (pending.length >= MAX_ATTACHMENTS) {
+        status.show(`At most ${MAX_ATTACHMENTS} images per message.`);
+        break;
+      }
+      const form = new FormData();
+      form.append("file", file);
+      try {
+        const uploaded = await api("POST", "/v1/attachments", form, { signal });
+        pending.push({ id: uploaded.id, src: URL.createObjectURL(file) });
+        showPending();
+      } catch (error) {
+        report(status)(error);
+      }
+    }
+  }
+
   async function submit() {
     const content = input.value.trim();
     if (!content || generationId) return;
+    const images = pending;
     status.clear();
     send.disabled = true;
     try {
@@ -232,17 +327,20 @@ export function render(root, [routeId]) {
         loadList().catch(report(listStatus));
       }
       const conversation = conversationId;
-      const sent = messageView({ role: "user", content, status: "complete" });
+      const sent = messageView({ role: "user", content, status: "complete", attachments: images });
       messages.append(sent);
       toEnd();
       let response;
       try {
-        response = await api("POST", `/v1/conversations/${conversation}/chat/stream`, { content }, { raw: true, signal });
+        const body = images.length ? { content, attachments: images.map((item) => item.id) } : { content };
+        response = await api("POST", `/v1/conversations/${conversation}/chat/stream`, body, { raw: true, signal });
       } catch (error) {
         sent.remove();
         throw error;
       }
       input.value = "";
+      pending = [];
+      showPending();
       send.disabled = false;
       const untitled = title.textContent === UNTITLED;
       await stream(conversation, { generation_id: null, last_event_id: null, text: "" }, streamingBubble(""), response);
@@ -265,6 +363,25 @@ export function render(root, [routeId]) {
     }
   }
 
+  attach.addEventListener("click", () => picker.click());
+  picker.addEventListener("change", () => {
+    attachFiles(picker.files);
+    picker.value = "";
+  });
+  input.addEventListener("paste", (event) => {
+    const files = [...(event.clipboardData?.files ?? [])];
+    if (files.some((file) => IMAGE_TYPES.includes(file.type))) {
+      event.preventDefault();
+      attachFiles(files);
+    }
+  });
+  composer.addEventListener("dragover", (event) => {
+    if ([...event.dataTransfer.types].includes("Files")) event.preventDefault();
+  });
+  composer.addEventListener("drop", (event) => {
+    event.preventDefault();
+    attachFiles(event.dataTransfer.files);
+  });
   older.addEventListener("click", loadOlder);
   stop.addEventListener("click", cancel);
   composer.addEventListener("submit", (event) => {
