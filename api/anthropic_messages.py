@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from api.completions import _provider_request as provider_request
+from api.completions import provider_request
 from api.schemas.anthropic import AnthropicMessageParam, CountTokensRequest, MessagesRequest
 from api.schemas.openai import ChatCompletionRequest, ChatMessage
 from core.chat import estimate_tokens

@@ -80,7 +80,7 @@ def _text(content: str | list[dict[str, Any]] | None) -> str:
     return content or ""
 
 
-def _provider_request(body: ChatCompletionRequest, provider: str) -> dict[str, Any]:
+def provider_request(body: ChatCompletionRequest, provider: str) -> dict[str, Any]:
     """What the worker sends upstream: messages plus the parameters the client set.
     Messages keep OpenAI's format (tool calls, tool results, an assistant turn's
     `reasoning_content` and `thinking_blocks`): each adapter translates them for its
@@ -126,7 +126,7 @@ async def create_completion(
         redis,
         caller=caller,
         route=route,
-        request=_provider_request(body, route.provider),
+        request=provider_request(body, route.provider),
         kind=kind,
     )
     if body.stream:
