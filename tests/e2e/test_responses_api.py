@@ -122,8 +122,10 @@ async def test_function_calls_continued(
         events = list(stream)
         first = stream.get_final_response()
     calls = [item for item in first.output if item.type == "function_call"]
-    assert [(c.call_id, c.name, c.arguments) for c in calls] == [
-        (w["id"], w["function"]["name"], w["function"]["arguments"]) for w in wanted
+    # Anthropic names its calls `toolu_...`, OpenAI-compatible providers `call_...`.
+    assert [(c.call_id.split("_", 1)[1], c.name, c.arguments) for c in calls] == [
+        (w["id"].split("_", 1)[1], w["function"]["name"], w["function"]["arguments"])
+        for w in wanted
     ]
     arguments = "".join(
         e.delta for e in events if e.type == "response.function_call_arguments.delta"
@@ -178,7 +180,9 @@ async def test_store_false_keeps_nothing_but_usage(client, api_server, make_user
         sdk.responses.create(model="deepseek-flash", input="more", previous_response_id=answer.id)
     _wait_until_finished(user.id)
     with worker_session() as session:
-        rows = session.scalar(select(func.count(Generation.id)).where(Generation.user_id == user.id))
+        rows = session.scalar(
+            select(func.count(Generation.id)).where(Generation.user_id == user.id)
+        )
         records = session.scalars(select(UsageRecord).where(UsageRecord.user_id == user.id)).all()
     assert rows == 0
     assert len(records) == 1 and records[0].completion_tokens == 3
@@ -227,3 +231,32 @@ async def test_quota_counted_once_and_refused_in_openai_shape(
     with pytest.raises(openai.PermissionDeniedError) as denied:
         sdk.responses.create(model="claude-sonnet-5-5", input="hi")
     assert denied.value.code == "model_not_allowed"
+
+
+async def test_disconnected_stream_is_kept_and_billed(client, api_server, make_user) -> None:
+    user = make_user()
+    sdk = await _sdk(client, api_server, user)
+    prompt = "long [[tag=respcut tokens=20 delay=0.05]]"
+    response_id = None
+    async with client.stream(
+        "POST",
+        "/v1/responses",
+        json={"model": "deepseek-flash", "input": prompt, "stream": True},
+        headers={"Authorization": f"Bearer {sdk.api_key}"},
+    ) as answer:
+        assert answer.status_code == 200
+        async for line in answer.aiter_lines():
+            if line.startswith("data: ") and '"response.output_text.delta"' in line:
+                break
+            if line.startswith("data: ") and '"response.created"' in line:
+                response_id = json.loads(line[6:])["response"]["id"]
+    assert response_id is not None
+    _wait_until_finished(user.id)
+    deadline = time.monotonic() + 10
+    while (kept := sdk.responses.retrieve(response_id)).status != "completed":
+        assert time.monotonic() < deadline, kept.status
+        time.sleep(0.1)
+    assert kept.output_text == expected_reply(prompt) and kept.usage.output_tokens == 20
+    with worker_session() as session:
+        record = session.scalar(select(UsageRecord).where(UsageRecord.user_id == user.id))
+    assert record.completion_tokens == 20
