@@ -276,13 +276,12 @@ class ResponseDraft:
         incomplete: str | None = None,
     ) -> dict[str, Any]:
         body = self.body
-        return {
+        answer: dict[str, Any] = {
             "id": self.id,
             "object": "response",
             "created_at": self.created_at,
             "status": status,
             "completed_at": int(time.time()) if status == "completed" else None,
-            "error": error,
             "incomplete_details": {"reason": incomplete} if incomplete else None,
             "instructions": body.instructions,
             "max_output_tokens": body.max_output_tokens,
@@ -305,6 +304,11 @@ class ResponseDraft:
             "user": body.user,
             "metadata": body.metadata or {},
         }
+        # Only a failed response carries `error`: a body whose `error` is an object is
+        # what clients (and our own checks) take for an error answer.
+        if error is not None:
+            answer["error"] = error
+        return answer
 
     def finished(self, data: dict[str, Any]) -> dict[str, Any]:
         """The response a `done` event's data ends as: completed, or incomplete when the
