@@ -29,6 +29,7 @@ from api.routes import (
     model_configs,
     openai,
     plugin_api,
+    responses,
     subscriptions,
     user,
 )
@@ -130,6 +131,7 @@ def create_app(app_settings: Settings = settings) -> FastAPI:
     app.include_router(generations.router)
     app.include_router(openai.router)
     app.include_router(messages.router)
+    app.include_router(responses.router)
     app.include_router(developer.router)
     app.include_router(api_v1_auth.router)
     app.include_router(user_system.router)
