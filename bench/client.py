@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import orjson
@@ -64,10 +65,14 @@ class _Received:
 
     reasoning: list[str]
     content: list[str]
+    # Told the tokens of each piece as it arrives (a sweep's tokens per second in its window).
+    on_tokens: Callable[[int], None] | None = None
     # Reasoning pieces that came after the content had begun.
     late_reasoning: int = 0
 
     def add(self, reasoning: str | None, content: str | None) -> None:
+        if self.on_tokens is not None:
+            self.on_tokens(len((reasoning or "").split()) + len((content or "").split()))
         if reasoning:
             self.late_reasoning += bool(self.content)
             self.reasoning.append(reasoning)
@@ -118,6 +123,7 @@ async def openai_stream(
     content: str,
     model: str,
     include_usage: bool = False,
+    on_tokens: Callable[[int], None] | None = None,
 ) -> StreamResult:
     """One OpenAI-style streamed completion; TTFT is the first non-empty delta, reasoning
     (`reasoning_content`) or reply text: a thinking model's first token is its thinking."""
@@ -130,7 +136,7 @@ async def openai_stream(
         body["stream_options"] = {"include_usage": True}
     started = time.perf_counter()
     ttft: float | None = None
-    received = _Received([], [])
+    received = _Received([], [], on_tokens)
     usage_reasoning: int | None = None
     error: str | None = None
     try:

@@ -65,6 +65,13 @@ class Replies:
         return f"{thinking}{self.tokens} {content} at {self.token_delay * 1000:g} ms"
 
     @property
+    def rate(self) -> str:
+        """The tokens/s its ratios compare: streams finished in a level over its wall time
+        (as before profiles) for short replies; for replies as long as a level, what the
+        client received within the level's window (whole streams per client skew the other)."""
+        return "window_tokens_per_second" if self.reasoning else "tokens_per_second"
+
+    @property
     def include_usage(self) -> bool:
         """A reasoning reply asks for usage, to check its `reasoning_tokens` came through."""
         return self.reasoning > 0
@@ -321,6 +328,12 @@ async def sweep_level(target: Target, concurrency: int, replies: Replies) -> dic
     """`concurrency` clients streaming back to back for `level_seconds`, then draining."""
     results: list[StreamResult] = []
     deadline = time.perf_counter() + replies.level_seconds
+    in_window = 0
+
+    def tally(tokens: int) -> None:
+        nonlocal in_window
+        if time.perf_counter() < deadline:
+            in_window += tokens
 
     async def client_loop(index: int) -> None:
         connection = Connection(target.url)
@@ -328,7 +341,13 @@ async def sweep_level(target: Target, concurrency: int, replies: Replies) -> dic
         while time.perf_counter() < deadline:
             content = replies.prompt(f"c{concurrency}-{index}-{n}")
             result = await openai_stream(
-                connection, target.url, target.headers, content, MODEL, replies.include_usage
+                connection,
+                target.url,
+                target.headers,
+                content,
+                MODEL,
+                replies.include_usage,
+                tally,
             )
             results.append(result)
             n += 1
@@ -351,6 +370,9 @@ async def sweep_level(target: Target, concurrency: int, replies: Replies) -> dic
         wall_seconds=round(wall, 2),
         tokens=tokens,
         tokens_per_second=round(tokens / wall, 1),
+        # What the client received while the level ran, drain left out: with replies as
+        # long as the level, whole streams per client (one or two) would skew the above.
+        window_tokens_per_second=round(in_window / replies.level_seconds, 1),
         cpu_seconds_per_1000_tokens={
             name: round(cpu / tokens * 1000, 3) if tokens else None
             for name, cpu in meter.cpu.items()
@@ -378,7 +400,8 @@ async def sweep(targets: list[Target], replies: Replies) -> dict[str, list[dict]
                 f"{level['completed']} done, {level['refused']} refused, "
                 f"{level['wrong_tokens']} wrong tokens"
                 + (f", reasoning dropped in {dropped}" if dropped else "")
-                + f", {level['tokens_per_second']} tokens/s, "
+                + f", {level['tokens_per_second']} tokens/s "
+                f"({level['window_tokens_per_second']} in the window), "
                 f"TTFT p50 {level['ttft_p50_ms']} ms p99 {level['ttft_p99_ms']} ms"
             )
             found[target.name].append(level)
@@ -659,14 +682,17 @@ def _profile_table(name: str, figures: dict) -> list[str]:
             f"{_fmt(row['total_p50_ms']):>11}{_fmt(row['total_p99_ms']):>11}"
             f"{_fmt(added[0]):>11}{_fmt(added[1]):>11}"
         )
+    rate_key = settings["rate"]
     lines += [
         "",
         f"Concurrency sweep, {name} ({settings['label']}, {settings['level_seconds']} s per "
-        "level; tokens/s counts reasoning and content tokens received as sent; relay CPU: "
-        "CPU s per 1k tokens of the relay's processes summed, the fake upstream left out)",
+        "level). tokens/s: reasoning and content tokens of finished streams over the level's "
+        "wall time; window/s: received while the level ran. Ratios on "
+        + ("window/s" if rate_key == "window_tokens_per_second" else "tokens/s")
+        + ". relay CPU: CPU s per 1k tokens, the relay's processes summed (not the upstream).",
         f"{'target':<9}{'streams':>8}{'done':>7}{'refused':>8}{'failed':>7}{'wrong':>6}"
-        f"{'TTFT p50':>10}{'TTFT p99':>10}{'tokens/s':>10}{'vs direct':>10}{'vs LiteLLM':>11}"
-        f"{'relay CPU':>10}  CPU s/1k tokens by process",
+        f"{'TTFT p50':>10}{'TTFT p99':>10}{'tokens/s':>10}{'window/s':>10}{'vs direct':>10}"
+        f"{'vs LiteLLM':>11}{'relay CPU':>10}  CPU s/1k tokens by process",
     ]
     by_level = {
         target: {level["concurrency"]: level for level in figures.get(key) or []}
@@ -678,9 +704,9 @@ def _profile_table(name: str, figures: dict) -> list[str]:
         ("litellm", "litellm_sweep"),
     ):
         for level in figures.get(key) or []:
-            rate = level["tokens_per_second"]
+            rate = level[rate_key]
             other = {
-                name: (levels.get(level["concurrency"]) or {}).get("tokens_per_second")
+                name: (levels.get(level["concurrency"]) or {}).get(rate_key)
                 for name, levels in by_level.items()
             }
             cpu = ", ".join(
@@ -691,13 +717,14 @@ def _profile_table(name: str, figures: dict) -> list[str]:
             lines.append(
                 f"{target:<9}{level['concurrency']:>8}{level['completed']:>7}{level['refused']:>8}"
                 f"{level['failed']:>7}{level['wrong_tokens']:>6}{_fmt(level['ttft_p50_ms']):>10}"
-                f"{_fmt(level['ttft_p99_ms']):>10}{rate:>10}"
+                f"{_fmt(level['ttft_p99_ms']):>10}{level['tokens_per_second']:>10}"
+                f"{level['window_tokens_per_second']:>10}"
                 f"{_ratio(rate, other['direct']) if target != 'direct' else '-':>10}"
                 f"{_ratio(rate, other['litellm']) if target == 'ours' else '-':>11}"
                 f"{_fmt(level.get('relay_cpu_seconds_per_1000_tokens')):>10}  {cpu}"
             )
     if figures.get("sweep"):
-        peak = max(figures["sweep"], key=lambda level: level["tokens_per_second"])
+        peak = max(figures["sweep"], key=lambda level: level[rate_key])
         lines.append(
             f"peak RSS MB at {peak['concurrency']} streams: "
             + ", ".join(f"{k} {v}" for k, v in peak["peak_rss_mb"].items())
@@ -767,7 +794,9 @@ async def measure(
         "settings": settings.__dict__,
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "profiles": {
-            replies.name: {"settings": {**replies.__dict__, "label": replies.label}}
+            replies.name: {
+                "settings": {**replies.__dict__, "label": replies.label, "rate": replies.rate}
+            }
             for replies in profiles
         },
     }

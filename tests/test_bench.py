@@ -66,6 +66,7 @@ def test_quick_bench_completes_without_lost_tokens(tmp_path) -> None:
                 assert level["wrong_tokens"] == 0, (name, key, level)
                 # Every token the upstream sent, reasoning and content, counted once.
                 assert level["tokens"] == level["completed"] * sent, (name, key, level)
+                assert level["window_tokens_per_second"] > 0, (name, key, level)
         for level in figures["sweep"]:
             assert level["relay_cpu_seconds_per_1000_tokens"] is not None
             assert level["peak_rss_mb"]["api"] > 0
