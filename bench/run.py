@@ -1,8 +1,10 @@
 """`make bench` (`python -m bench.run [--quick]`): Switchboard's speed in one run.
 
 Starts its own stack (bench/stack.py) with a fake upstream and measures, side by
-side: sequential TTFT/total for a direct call, our OpenAI-compatible stream and
-our conversation SSE stream; a concurrency sweep with per-process CPU and RSS;
+side, for each reply profile (short: 50 tokens at 20 ms; reasoning: reasoning then
+content tokens): sequential TTFT/total for a direct call, our OpenAI-compatible
+stream and our conversation SSE stream; a concurrency sweep against us and directly
+against the fake upstream, level by level, with per-process CPU and RSS; once:
 non-streaming requests/s; the hot path's Redis commands and PostgreSQL
 statements per API-key request; admission control under a flood, with where
 the admitted streams' time went; and the same sweep against LiteLLM proxy.
@@ -100,17 +102,16 @@ def short(levels: list[int], level_seconds: float, sequential: int) -> Replies:
     return Replies("short", 0, 50, 0.02, levels, level_seconds, sequential)
 
 
-def reasoning(levels: list[int], level_seconds: float, sequential: int, **shape) -> Replies:
+def reasoning(
+    levels: list[int],
+    level_seconds: float,
+    sequential: int,
+    reasoning: int = 200,
+    tokens: int = 600,
+    token_delay: float = 0.01,
+) -> Replies:
     """Today's reasoning models: ~200 tokens of thinking, then ~600 of answer, at ~100/s."""
-    return Replies(
-        "reasoning",
-        shape.get("reasoning") or 200,
-        shape.get("tokens") or 600,
-        shape.get("token_delay") or 0.01,
-        levels,
-        level_seconds,
-        sequential,
-    )
+    return Replies("reasoning", reasoning, tokens, token_delay, levels, level_seconds, sequential)
 
 
 PROFILES = ("short", "reasoning")
@@ -120,7 +121,9 @@ QUICK = Settings(1.0, 5, 1, 10, 50)
 
 
 def profiles_for(quick: bool, names: list[str], **shape) -> list[Replies]:
-    """The selected profiles at full size, or `--quick`'s short versions of them."""
+    """The selected profiles at full size, or `--quick`'s short versions of them; `shape`
+    (reasoning, tokens, token_delay) overrides the reasoning profile's where not None."""
+    given = {k: v for k, v in shape.items() if v is not None}
     if quick:
         # A reasoning reply of 160 tokens at 5 ms: 0.8 s, so CI's run stays short.
         found = {
@@ -129,15 +132,14 @@ def profiles_for(quick: bool, names: list[str], **shape) -> list[Replies]:
                 [1, 10, 50],
                 1.0,
                 3,
-                **{"reasoning": 40, "tokens": 120, "token_delay": 0.005}
-                | {k: v for k, v in shape.items() if v},
+                **({"reasoning": 40, "tokens": 120, "token_delay": 0.005} | given),
             ),
         }
     else:
         # Reasoning replies last ~8 s: 100 streams fill the pool, 200 would only be refused.
         found = {
             "short": short([1, 10, 50, 200, 1000], 4.0, 100),
-            "reasoning": reasoning([1, 10, 50, 100], 8.0, 20, **shape),
+            "reasoning": reasoning([1, 10, 50, 100], 8.0, 20, **given),
         }
     return [found[name] for name in names]
 
@@ -921,7 +923,8 @@ def main(argv: list[str] | None = None) -> int:
         "--profiles",
         default=",".join(PROFILES),
         help="comma-separated reply profiles to measure: short (50 tokens at 20 ms), "
-        "reasoning (reasoning then content tokens, see below); default both",
+        "reasoning (200 reasoning + 600 content tokens at 10 ms, or as the next three "
+        "options say); default both",
     )
     parser.add_argument("--reasoning-tokens", type=int, help="reasoning profile: its thinking")
     parser.add_argument("--content-tokens", type=int, help="reasoning profile: its answer")
@@ -951,7 +954,7 @@ def main(argv: list[str] | None = None) -> int:
         names,
         reasoning=args.reasoning_tokens,
         tokens=args.content_tokens,
-        token_delay=args.token_delay_ms and args.token_delay_ms / 1000,
+        token_delay=None if args.token_delay_ms is None else args.token_delay_ms / 1000,
     )
     for replies in profiles:
         if args.levels:
