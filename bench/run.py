@@ -1,8 +1,10 @@
 """`make bench` (`python -m bench.run [--quick]`): Switchboard's speed in one run.
 
 Starts its own stack (bench/stack.py) with a fake upstream and measures, side by
-side: sequential TTFT/total for a direct call, our OpenAI-compatible stream and
-our conversation SSE stream; a concurrency sweep with per-process CPU and RSS;
+side, for each reply profile (short: 50 tokens at 20 ms; reasoning: reasoning then
+content tokens): sequential TTFT/total for a direct call, our OpenAI-compatible
+stream and our conversation SSE stream; a concurrency sweep against us and directly
+against the fake upstream, level by level, with per-process CPU and RSS; once:
 non-streaming requests/s; the hot path's Redis commands and PostgreSQL
 statements per API-key request; admission control under a flood, with where
 the admitted streams' time went; and the same sweep against LiteLLM proxy.
@@ -22,7 +24,7 @@ import sys
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
@@ -45,24 +47,101 @@ MODEL = "deepseek-chat"
 
 
 @dataclass
-class Profile:
-    sequential: int
-    levels: list[int]
-    level_seconds: float
+class Replies:
+    """One bench profile: the replies the fake upstream streams, and the sweep over them.
+    Each token is a delta of its own, `delay` apart, reasoning (`reasoning_content`) first."""
+
+    name: str
+    reasoning: int
     tokens: int
     token_delay: float
+    levels: list[int]
+    level_seconds: float
+    # Streams per path in the sequential test (their tokens come at once: no delay).
+    sequential: int
+
+    @property
+    def label(self) -> str:
+        thinking = f"{self.reasoning} reasoning + " if self.reasoning else ""
+        content = "content tokens" if self.reasoning else "tokens"
+        return f"{thinking}{self.tokens} {content} at {self.token_delay * 1000:g} ms"
+
+    @property
+    def rate(self) -> str:
+        """The tokens/s its ratios compare: streams finished in a level over its wall time
+        (as before profiles) for short replies; for replies as long as a level, what the
+        client received within the level's window (whole streams per client skew the other)."""
+        return "window_tokens_per_second" if self.reasoning else "tokens_per_second"
+
+    @property
+    def include_usage(self) -> bool:
+        """A reasoning reply asks for usage, to check its `reasoning_tokens` came through."""
+        return self.reasoning > 0
+
+    def prompt(self, tag: str, delay: float | None = None) -> str:
+        return prompt(
+            tag, self.tokens, self.token_delay if delay is None else delay, self.reasoning
+        )
+
+
+@dataclass
+class Settings:
+    """What a run measures besides the profiles' sweeps, and the stack it runs on."""
+
     rps_seconds: float
     hot_path_requests: int
     # The chat pool: capacity (CHAT_MAX_STREAMS) is processes x threads.
     worker_processes: int
     worker_concurrency: int
-    # The flood offers the pool's capacity plus this many streams at once.
+    # The flood offers the pool's capacity plus this many streams at once (short replies).
     overload_extra: int
 
 
+def short(levels: list[int], level_seconds: float, sequential: int) -> Replies:
+    """The first profile, kept as it was: 50 tokens at 20 ms."""
+    return Replies("short", 0, 50, 0.02, levels, level_seconds, sequential)
+
+
+def reasoning(
+    levels: list[int],
+    level_seconds: float,
+    sequential: int,
+    reasoning: int = 200,
+    tokens: int = 600,
+    token_delay: float = 0.01,
+) -> Replies:
+    """Today's reasoning models: ~200 tokens of thinking, then ~600 of answer, at ~100/s."""
+    return Replies("reasoning", reasoning, tokens, token_delay, levels, level_seconds, sequential)
+
+
+PROFILES = ("short", "reasoning")
 # Two chat workers of 50 threads: what this 2-core machine streams (README, "Sizing").
-FULL = Profile(100, [1, 10, 50, 200, 1000], 4.0, 50, 0.02, 3.0, 30, 2, 50, 1000)
-QUICK = Profile(10, [1, 10, 50], 1.0, 50, 0.02, 1.0, 5, 1, 10, 50)
+FULL = Settings(3.0, 30, 2, 50, 1000)
+QUICK = Settings(1.0, 5, 1, 10, 50)
+
+
+def profiles_for(quick: bool, names: list[str], **shape) -> list[Replies]:
+    """The selected profiles at full size, or `--quick`'s short versions of them; `shape`
+    (reasoning, tokens, token_delay) overrides the reasoning profile's where not None."""
+    given = {k: v for k, v in shape.items() if v is not None}
+    if quick:
+        # A reasoning reply of 160 tokens at 5 ms: 0.8 s, so CI's run stays short.
+        found = {
+            "short": short([1, 10, 50], 1.0, 10),
+            "reasoning": reasoning(
+                [1, 10, 50],
+                1.0,
+                3,
+                **({"reasoning": 40, "tokens": 120, "token_delay": 0.005} | given),
+            ),
+        }
+    else:
+        # Reasoning replies last ~8 s: 100 streams fill the pool, 200 would only be refused.
+        found = {
+            "short": short([1, 10, 50, 200, 1000], 4.0, 100),
+            "reasoning": reasoning([1, 10, 50, 100], 8.0, 20, **given),
+        }
+    return [found[name] for name in names]
 
 
 def pct(values: list[float], p: int) -> float | None:
@@ -138,10 +217,10 @@ def _client(base_url: str = "", connections: int = 2000) -> httpx.AsyncClient:
     )
 
 
-def _summary(results: list[StreamResult]) -> dict:
+def _summary(results: list[StreamResult], replies: Replies | None = None) -> dict:
     ttft = [r.ttft for r in results if r.completed and r.ttft is not None]
     total = [r.total for r in results if r.completed]
-    return {
+    found = {
         "requests": len(results),
         "completed": sum(r.completed for r in results),
         "wrong_tokens": sum(r.wrong_tokens for r in results if r.status == 200),
@@ -151,6 +230,16 @@ def _summary(results: list[StreamResult]) -> dict:
         "total_p50_ms": ms(pct(total, 50)),
         "total_p99_ms": ms(pct(total, 99)),
     }
+    if replies is not None and replies.reasoning:
+        done = [r for r in results if r.completed]
+        found.update(
+            reasoning_tokens=sum(r.reasoning_tokens for r in done),
+            # Streams whose reasoning never arrived: a proxy that drops it.
+            reasoning_dropped=sum(r.reasoning_dropped for r in done),
+            # Streams whose usage did not report the reasoning tokens the upstream did.
+            usage_mismatch=sum(r.usage_reasoning_tokens != replies.reasoning for r in done),
+        )
+    return found
 
 
 @dataclass
@@ -186,60 +275,96 @@ async def sign_up(base_url: str) -> Auth:
 SETTLE_SECONDS = 0.05
 
 
-async def sequential(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
+async def sequential(stack: BenchStack, auth: Auth, replies: Replies) -> dict:
     """One stream at a time on each path, interleaved so drift hits all three alike."""
     found: dict[str, list[StreamResult]] = {"direct": [], "openai": [], "conversation": []}
     warm_up = 3
     direct_path = Connection(stack.upstream_url)
     ours_path, chat_path = Connection(stack.api_url), Connection(stack.api_url)
+    usage = replies.include_usage
     async with _client() as client:
-        for i in range(profile.sequential + warm_up):
-            content = prompt(f"seq{i}", profile.tokens, 0)
+        for i in range(replies.sequential + warm_up):
+            content = replies.prompt(f"seq{i}", delay=0)
             await asyncio.sleep(SETTLE_SECONDS)
             direct = await openai_stream(
-                direct_path, stack.upstream_url + "/v1/chat/completions", {}, content, MODEL
+                direct_path, stack.upstream_url + "/v1/chat/completions", {}, content, MODEL, usage
             )
             await asyncio.sleep(SETTLE_SECONDS)
             ours = await openai_stream(
-                ours_path, stack.api_url + "/v1/chat/completions", auth.key_headers, content, MODEL
+                ours_path,
+                stack.api_url + "/v1/chat/completions",
+                auth.key_headers,
+                content,
+                MODEL,
+                usage,
             )
             conversation_id = await auth.new_conversation(client, stack.api_url)
             await asyncio.sleep(SETTLE_SECONDS)
             chat = await conversation_stream(
                 chat_path, stack.api_url, auth.jwt_headers, conversation_id, content
             )
+            # The conversation SSE carries no usage: not checked there.
+            chat.usage_reasoning_tokens = replies.reasoning
             if i >= warm_up:
                 found["direct"].append(direct)
                 found["openai"].append(ours)
                 found["conversation"].append(chat)
-    return {name: _summary(results) for name, results in found.items()}
+    return {name: _summary(results, replies) for name, results in found.items()}
 
 
-async def sweep_level(
-    url: str, headers: dict[str, str], concurrency: int, profile: Profile, pids: dict[str, int]
-) -> dict:
+@dataclass
+class Target:
+    """Where a sweep streams to, and the processes whose CPU and memory it is charged."""
+
+    name: str
+    url: str
+    headers: dict[str, str]
+    pids: dict[str, int]
+
+
+# Left out of a target's summed CPU: the fake upstream is the providers' cost, not the relay's.
+UPSTREAM = "upstream"
+
+
+async def sweep_level(target: Target, concurrency: int, replies: Replies) -> dict:
     """`concurrency` clients streaming back to back for `level_seconds`, then draining."""
     results: list[StreamResult] = []
-    deadline = time.perf_counter() + profile.level_seconds
+    deadline = time.perf_counter() + replies.level_seconds
+    in_window = 0
+
+    def tally(tokens: int) -> None:
+        nonlocal in_window
+        if time.perf_counter() < deadline:
+            in_window += tokens
 
     async def client_loop(index: int) -> None:
-        connection = Connection(url)
+        connection = Connection(target.url)
         n = 0
         while time.perf_counter() < deadline:
-            content = prompt(f"c{concurrency}-{index}-{n}", profile.tokens, profile.token_delay)
-            result = await openai_stream(connection, url, headers, content, MODEL)
+            content = replies.prompt(f"c{concurrency}-{index}-{n}")
+            result = await openai_stream(
+                connection,
+                target.url,
+                target.headers,
+                content,
+                MODEL,
+                replies.include_usage,
+                tally,
+            )
             results.append(result)
             n += 1
             if result.refused:
                 # As a well-behaved client does: back again when told, not at once.
                 await asyncio.sleep(result.retry_after or 1.0)
+        await connection.close()
 
-    with Meter(pids) as meter:
+    with Meter(target.pids) as meter:
         started = time.perf_counter()
         await asyncio.gather(*(client_loop(i) for i in range(concurrency)))
         wall = time.perf_counter() - started
     tokens = sum(r.tokens for r in results if r.completed)
-    summary = _summary(results)
+    relay_cpu = sum(cpu for name, cpu in meter.cpu.items() if name != UPSTREAM)
+    summary = _summary(results, replies)
     summary.update(
         concurrency=concurrency,
         refused=sum(r.refused for r in results),
@@ -247,26 +372,42 @@ async def sweep_level(
         wall_seconds=round(wall, 2),
         tokens=tokens,
         tokens_per_second=round(tokens / wall, 1),
+        # What the client received while the level ran, drain left out: with replies as
+        # long as the level, whole streams per client (one or two) would skew the above.
+        window_tokens_per_second=round(in_window / replies.level_seconds, 1),
         cpu_seconds_per_1000_tokens={
             name: round(cpu / tokens * 1000, 3) if tokens else None
             for name, cpu in meter.cpu.items()
         },
+        # The relay's processes summed (for us API, workers, Redis and PostgreSQL), the
+        # fake upstream left out; None for the direct path, which has no relay.
+        relay_cpu_seconds_per_1000_tokens=(
+            round(relay_cpu / tokens * 1000, 3) if tokens and target.name != "direct" else None
+        ),
         peak_rss_mb={name: round(rss / 2**20, 1) for name, rss in meter.peak.items()},
     )
     return summary
 
 
-async def sweep(url: str, headers: dict[str, str], profile: Profile, pids: dict) -> list[dict]:
-    levels = []
-    for concurrency in profile.levels:
-        level = await sweep_level(url, headers, concurrency, profile, pids)
-        _progress(
-            f"  {concurrency:>5} streams: {level['completed']} done, {level['refused']} refused, "
-            f"{level['wrong_tokens']} wrong tokens, {level['tokens_per_second']} tokens/s, "
-            f"TTFT p50 {level['ttft_p50_ms']} ms p99 {level['ttft_p99_ms']} ms"
-        )
-        levels.append(level)
-    return levels
+async def sweep(targets: list[Target], replies: Replies) -> dict[str, list[dict]]:
+    """Every level against every target in turn, level by level, so the machine's drift
+    hits each alike."""
+    found: dict[str, list[dict]] = {target.name: [] for target in targets}
+    for concurrency in replies.levels:
+        for target in targets:
+            level = await sweep_level(target, concurrency, replies)
+            dropped = level.get("reasoning_dropped")
+            _progress(
+                f"  {replies.name} {target.name:>7} {concurrency:>5} streams: "
+                f"{level['completed']} done, {level['refused']} refused, "
+                f"{level['wrong_tokens']} wrong tokens"
+                + (f", reasoning dropped in {dropped}" if dropped else "")
+                + f", {level['tokens_per_second']} tokens/s "
+                f"({level['window_tokens_per_second']} in the window), "
+                f"TTFT p50 {level['ttft_p50_ms']} ms p99 {level['ttft_p99_ms']} ms"
+            )
+            found[target.name].append(level)
+    return found
 
 
 async def requests_per_second(url: str, headers: dict[str, str], seconds: float) -> dict:
@@ -396,7 +537,7 @@ class StatementLog:
         return found
 
 
-async def hot_path(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
+async def hot_path(stack: BenchStack, auth: Auth, settings: Settings) -> dict:
     """Per API-key streamed chat request, after warm-up: who sends what to Redis and PostgreSQL."""
     url = stack.api_url + "/v1/chat/completions"
     connection = Connection(url)
@@ -406,14 +547,14 @@ async def hot_path(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
     with RedisMonitor(stack.env["REDIS_URL"]) as monitor:
         if statements:
             statements.__enter__()
-        for i in range(profile.hot_path_requests):
+        for i in range(settings.hot_path_requests):
             result = await openai_stream(
                 connection, url, auth.key_headers, prompt(f"hot{i}", 5, 0), MODEL
             )
             assert result.completed, result.error
         if statements:
             statements.__exit__(None, None, None)
-    n = profile.hot_path_requests
+    n = settings.hot_path_requests
     found: dict = {"requests": n, "redis_commands_per_request": {}}
     for name, children in (("api", ["api"]), ("worker", stack.worker_names())):
         ports = set().union(*(_ports_of(stack.children[c].process.pid) for c in children))
@@ -460,10 +601,11 @@ def _admitted_steps(stack: BenchStack, since: datetime) -> dict:
     }
 
 
-async def overload(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
-    """The pool's capacity plus `overload_extra` streams, all at once."""
+async def overload(stack: BenchStack, auth: Auth, settings: Settings) -> dict:
+    """The pool's capacity plus `overload_extra` streams of the short profile, all at once."""
     url = stack.api_url + "/v1/chat/completions"
-    total = stack.capacity + profile.overload_extra
+    total = stack.capacity + settings.overload_extra
+    replies = short([], 0, 0)
     await openai_stream(
         Connection(url), url, auth.key_headers, prompt("warm-overload", 5, 0), MODEL
     )
@@ -474,7 +616,7 @@ async def overload(stack: BenchStack, auth: Auth, profile: Profile) -> dict:
                 Connection(url),
                 url,
                 auth.key_headers,
-                prompt(f"flood{i}", profile.tokens, profile.token_delay),
+                replies.prompt(f"flood{i}"),
                 MODEL,
             )
             for i in range(total)
@@ -513,56 +655,62 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value}"
 
 
-def table(report: dict) -> str:
-    lines: list[str] = []
-    seq = report["sequential"]
-    direct = seq["direct"]
-    lines.append("Sequential, one stream at a time (ms)")
-    lines.append(
+def _profile_table(name: str, figures: dict) -> list[str]:
+    """One profile's sequential table and sweep, with ratios to direct and to LiteLLM."""
+    settings = figures["settings"]
+    lines = [
+        f"Profile {name}: {settings['label']}, {settings['level_seconds']} s per level",
+        "Sequential, one stream at a time (ms; tokens at once)",
         f"{'path':<26}{'TTFT p50':>10}{'TTFT p99':>10}{'total p50':>11}{'total p99':>11}"
-        f"{'added p50':>11}{'added p99':>11}"
-    )
-    for name, label in (
+        f"{'added p50':>11}{'added p99':>11}",
+    ]
+    seq = figures["sequential"]
+    direct = seq["direct"]
+    for path, label in (
         ("direct", "direct to fake upstream"),
         ("openai", "/v1/chat/completions"),
         ("conversation", "conversation SSE"),
         ("litellm", "LiteLLM proxy"),
     ):
-        row = seq.get(name)
+        row = seq.get(path)
         if not isinstance(row, dict):
             continue
-        added50 = (
-            None
-            if row["ttft_p50_ms"] is None
-            else round(row["ttft_p50_ms"] - direct["ttft_p50_ms"], 2)
-        )
-        added99 = (
-            None
-            if row["ttft_p99_ms"] is None
-            else round(row["ttft_p99_ms"] - direct["ttft_p99_ms"], 2)
-        )
+        added = [
+            None if row[key] is None or direct[key] is None else round(row[key] - direct[key], 2)
+            for key in ("ttft_p50_ms", "ttft_p99_ms")
+        ]
         lines.append(
             f"{label:<26}{_fmt(row['ttft_p50_ms']):>10}{_fmt(row['ttft_p99_ms']):>10}"
             f"{_fmt(row['total_p50_ms']):>11}{_fmt(row['total_p99_ms']):>11}"
-            f"{_fmt(added50):>11}{_fmt(added99):>11}"
+            f"{_fmt(added[0]):>11}{_fmt(added[1]):>11}"
         )
-    lines.append("")
-    lines.append(
-        f"Concurrency sweep ({report['profile']['tokens']} tokens at "
-        f"{report['profile']['token_delay'] * 1000:.0f} ms, "
-        f"{report['profile']['level_seconds']} s per level)"
-    )
-    lines.append(
+    rate_key = settings["rate"]
+    lines += [
+        "",
+        f"Concurrency sweep, {name} ({settings['label']}, {settings['level_seconds']} s per "
+        "level). tokens/s: reasoning and content tokens of finished streams over the level's "
+        "wall time; window/s: received while the level ran. Ratios on "
+        + ("window/s" if rate_key == "window_tokens_per_second" else "tokens/s")
+        + ". relay CPU: CPU s per 1k tokens, the relay's processes summed (not the upstream).",
         f"{'target':<9}{'streams':>8}{'done':>7}{'refused':>8}{'failed':>7}{'wrong':>6}"
-        f"{'TTFT p50':>10}{'TTFT p99':>10}{'tokens/s':>10}{'vs LiteLLM':>11}  CPU s/1k tokens"
-    )
-    litellm_levels = {level["concurrency"]: level for level in report.get("litellm_sweep") or []}
-    for target, levels in (
-        ("ours", report["sweep"]),
-        ("litellm", report.get("litellm_sweep") or []),
+        f"{'TTFT p50':>10}{'TTFT p99':>10}{'tokens/s':>10}{'window/s':>10}{'vs direct':>10}"
+        f"{'vs LiteLLM':>11}{'relay CPU':>10}  CPU s/1k tokens by process",
+    ]
+    by_level = {
+        target: {level["concurrency"]: level for level in figures.get(key) or []}
+        for target, key in (("direct", "direct_sweep"), ("litellm", "litellm_sweep"))
+    }
+    for target, key in (
+        ("ours", "sweep"),
+        ("direct", "direct_sweep"),
+        ("litellm", "litellm_sweep"),
     ):
-        for level in levels:
-            other = litellm_levels.get(level["concurrency"]) if target == "ours" else None
+        for level in figures.get(key) or []:
+            rate = level[rate_key]
+            other = {
+                name: (levels.get(level["concurrency"]) or {}).get(rate_key)
+                for name, levels in by_level.items()
+            }
             cpu = ", ".join(
                 f"{k} {v}"
                 for k, v in level["cpu_seconds_per_1000_tokens"].items()
@@ -572,17 +720,27 @@ def table(report: dict) -> str:
                 f"{target:<9}{level['concurrency']:>8}{level['completed']:>7}{level['refused']:>8}"
                 f"{level['failed']:>7}{level['wrong_tokens']:>6}{_fmt(level['ttft_p50_ms']):>10}"
                 f"{_fmt(level['ttft_p99_ms']):>10}{level['tokens_per_second']:>10}"
-                f"{_ratio(level['tokens_per_second'], other and other['tokens_per_second']):>11}"
-                f"  {cpu}"
+                f"{level['window_tokens_per_second']:>10}"
+                f"{_ratio(rate, other['direct']) if target != 'direct' else '-':>10}"
+                f"{_ratio(rate, other['litellm']) if target == 'ours' else '-':>11}"
+                f"{_fmt(level.get('relay_cpu_seconds_per_1000_tokens')):>10}  {cpu}"
             )
-    peak = max(report["sweep"], key=lambda level: level["tokens_per_second"])
-    lines.append(
-        "peak RSS MB at "
-        + str(peak["concurrency"])
-        + " streams: "
-        + ", ".join(f"{k} {v}" for k, v in peak["peak_rss_mb"].items())
-    )
+    if figures.get("sweep"):
+        peak = max(figures["sweep"], key=lambda level: level[rate_key])
+        lines.append(
+            f"peak RSS MB at {peak['concurrency']} streams: "
+            + ", ".join(f"{k} {v}" for k, v in peak["peak_rss_mb"].items())
+        )
+    if figures.get("litellm_note"):
+        lines.append(f"LiteLLM: {figures['litellm_note']}")
     lines.append("")
+    return lines
+
+
+def table(report: dict) -> str:
+    lines: list[str] = []
+    for name, figures in report["profiles"].items():
+        lines += _profile_table(name, figures)
     rps = report["requests_per_second"]
     lines.append(
         "Non-streaming, 64 concurrent: "
@@ -631,32 +789,60 @@ def _versions() -> dict[str, str]:
     return found
 
 
-async def measure(stack: BenchStack, profile: Profile, args: argparse.Namespace) -> dict:
-    report: dict = {"profile": profile.__dict__, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+async def measure(
+    stack: BenchStack, settings: Settings, profiles: list[Replies], args: argparse.Namespace
+) -> dict:
+    report: dict = {
+        "settings": settings.__dict__,
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "profiles": {
+            replies.name: {
+                "settings": {**replies.__dict__, "label": replies.label, "rate": replies.rate}
+            }
+            for replies in profiles
+        },
+    }
+    figures = report["profiles"]
     auth = await sign_up(stack.api_url)
     pids = stack.pids()
-    _progress("sequential TTFT ...")
-    report["sequential"] = await sequential(stack, auth, profile)
+    for replies in profiles:
+        _progress(f"sequential TTFT, {replies.name} ...")
+        figures[replies.name]["sequential"] = await sequential(stack, auth, replies)
     _progress("hot path ...")
-    report["hot_path"] = await hot_path(stack, auth, profile)
+    report["hot_path"] = await hot_path(stack, auth, settings)
     _progress("requests/s ...")
     report["requests_per_second"] = {
         "GET /v1/conversations (JWT)": await requests_per_second(
-            stack.api_url + "/v1/conversations", auth.jwt_headers, profile.rps_seconds
+            stack.api_url + "/v1/conversations", auth.jwt_headers, settings.rps_seconds
         ),
         "GET /v1/models (API key)": await requests_per_second(
-            stack.api_url + "/v1/models", auth.key_headers, profile.rps_seconds
+            stack.api_url + "/v1/models", auth.key_headers, settings.rps_seconds
         ),
     }
-    _progress("sweep, ours ...")
-    report["sweep"] = await sweep(
-        stack.api_url + "/v1/chat/completions", auth.key_headers, profile, pids
+    ours = Target("ours", stack.api_url + "/v1/chat/completions", auth.key_headers, pids)
+    direct = Target(
+        "direct", stack.upstream_url + "/v1/chat/completions", {}, {UPSTREAM: pids[UPSTREAM]}
     )
+    for replies in profiles:
+        _progress(
+            f"sweep, {replies.name}: ours and direct to the fake upstream, level by level ..."
+        )
+        found = await sweep([ours, direct], replies)
+        figures[replies.name]["sweep"] = found["ours"]
+        figures[replies.name]["direct_sweep"] = found["direct"]
     _progress("admission under a flood ...")
-    report["overload"] = await overload(stack, auth, profile)
+    report["overload"] = await overload(stack, auth, settings)
     if args.no_litellm:
         report["litellm_error"] = "skipped (--no-litellm)"
-        return report
+    else:
+        await measure_litellm(stack, profiles, args, report)
+    _legacy_keys(report)
+    return report
+
+
+async def measure_litellm(
+    stack: BenchStack, profiles: list[Replies], args: argparse.Namespace, report: dict
+) -> None:
     _progress("LiteLLM proxy: install/start ...")
     try:
         litellm.install()
@@ -665,27 +851,67 @@ async def measure(stack: BenchStack, profile: Profile, args: argparse.Namespace)
     except Exception as exc:
         report["litellm_error"] = f"not measured: {type(exc).__name__}: {str(exc)[:300]}"
         _progress(report["litellm_error"])
-        return report
+        return
     try:
         report["litellm_version"] = proxy.version
         url = proxy.url + "/v1/chat/completions"
         connection = Connection(url)
         for i in range(3):
             await openai_stream(connection, url, proxy.headers, prompt(f"lwarm{i}", 5, 0), MODEL)
-        results = []
-        for i in range(profile.sequential):
-            results.append(
+        target = Target(
+            "litellm",
+            url,
+            proxy.headers,
+            {"litellm": proxy.child.process.pid, UPSTREAM: stack.pids()[UPSTREAM]},
+        )
+        for replies in profiles:
+            figures = report["profiles"][replies.name]
+            results = [
                 await openai_stream(
-                    connection, url, proxy.headers, prompt(f"lseq{i}", profile.tokens, 0), MODEL
+                    connection,
+                    url,
+                    proxy.headers,
+                    replies.prompt(f"lseq{i}", delay=0),
+                    MODEL,
+                    replies.include_usage,
                 )
-            )
-        report["sequential"]["litellm"] = _summary(results)
-        _progress("sweep, LiteLLM ...")
-        pids = {"litellm": proxy.child.process.pid, "upstream": stack.pids()["upstream"]}
-        report["litellm_sweep"] = await sweep(url, proxy.headers, profile, pids)
+                for i in range(replies.sequential)
+            ]
+            figures["sequential"]["litellm"] = _summary(results, replies)
+            _progress(f"sweep, {replies.name}, LiteLLM ...")
+            figures["litellm_sweep"] = (await sweep([target], replies))["litellm"]
+            if replies.reasoning:
+                figures["litellm_note"] = _reasoning_note(figures)
     finally:
         proxy.stop()
-    return report
+
+
+def _reasoning_note(figures: dict) -> str:
+    """What LiteLLM did with the reasoning, from what the client received."""
+    rows = [figures["sequential"]["litellm"], *figures["litellm_sweep"]]
+    done = sum(row["completed"] for row in rows)
+    dropped = sum(row.get("reasoning_dropped", 0) for row in rows)
+    mismatched = sum(row.get("usage_mismatch", 0) for row in rows)
+    if dropped:
+        relayed = (
+            f"dropped the reasoning of {dropped} of {done} streams (its tokens/s counts "
+            "only the content that arrived)"
+        )
+    else:
+        relayed = f"relayed `reasoning_content` in all {done} streams, counted with the content"
+    return f"{relayed}; usage without the upstream's reasoning_tokens in {mismatched}"
+
+
+def _legacy_keys(report: dict) -> None:
+    """The short profile's figures also where they were before profiles (`profile`,
+    `sequential`, `sweep`, `litellm_sweep`), for readers of older results."""
+    figures = report["profiles"].get("short")
+    if not figures:
+        return
+    report["profile"] = {**figures["settings"], **report["settings"]}
+    for key in ("sequential", "sweep", "litellm_sweep"):
+        if key in figures:
+            report[key] = figures[key]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -693,7 +919,19 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, short levels")
-    parser.add_argument("--levels", help="comma-separated sweep concurrencies")
+    parser.add_argument(
+        "--profiles",
+        default=",".join(PROFILES),
+        help="comma-separated reply profiles to measure: short (50 tokens at 20 ms), "
+        "reasoning (200 reasoning + 600 content tokens at 10 ms, or as the next three "
+        "options say); default both",
+    )
+    parser.add_argument("--reasoning-tokens", type=int, help="reasoning profile: its thinking")
+    parser.add_argument("--content-tokens", type=int, help="reasoning profile: its answer")
+    parser.add_argument(
+        "--token-delay-ms", type=float, help="reasoning profile: ms between two tokens"
+    )
+    parser.add_argument("--levels", help="comma-separated sweep concurrencies (every profile)")
     parser.add_argument("--level-seconds", type=float, help="seconds each sweep level runs")
     parser.add_argument("--sequential", type=int, help="streams per path in the sequential test")
     parser.add_argument("--worker-processes", type=int, help="chat worker processes")
@@ -707,30 +945,41 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--output", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
-    profile = QUICK if args.quick else FULL
-    if args.levels:
-        profile.levels = [int(x) for x in args.levels.split(",")]
-    if args.level_seconds:
-        profile.level_seconds = args.level_seconds
-    if args.sequential:
-        profile.sequential = args.sequential
+    names = [name.strip() for name in args.profiles.split(",") if name.strip()]
+    if not names or any(name not in PROFILES for name in names):
+        parser.error(f"--profiles takes some of {', '.join(PROFILES)}")
+    settings = replace(QUICK if args.quick else FULL)
+    profiles = profiles_for(
+        args.quick,
+        names,
+        reasoning=args.reasoning_tokens,
+        tokens=args.content_tokens,
+        token_delay=None if args.token_delay_ms is None else args.token_delay_ms / 1000,
+    )
+    for replies in profiles:
+        if args.levels:
+            replies.levels = [int(x) for x in args.levels.split(",")]
+        if args.level_seconds:
+            replies.level_seconds = args.level_seconds
+        if args.sequential:
+            replies.sequential = args.sequential
     if args.worker_processes:
-        profile.worker_processes = args.worker_processes
+        settings.worker_processes = args.worker_processes
     if args.worker_concurrency:
-        profile.worker_concurrency = args.worker_concurrency
+        settings.worker_concurrency = args.worker_concurrency
     started = time.monotonic()
     stack = BenchStack.create(
         database_url=args.database_url,
         database_name=args.database_name,
         redis_url=args.redis_url,
-        worker_processes=profile.worker_processes,
-        worker_concurrency=profile.worker_concurrency,
+        worker_processes=settings.worker_processes,
+        worker_concurrency=settings.worker_concurrency,
     )
     try:
         _progress(f"starting the stack in {stack.workdir} ...")
         stack.start()
         # The client's loop costs CPU on the same cores as the stack: the C loop costs less.
-        report = uvloop.run(measure(stack, profile, args))
+        report = uvloop.run(measure(stack, settings, profiles, args))
     finally:
         stack.stop()
     report.update(

@@ -1,8 +1,10 @@
 """A lean fake OpenAI upstream for the bench: `python -m bench.upstream --port P`.
 
 The test fake's reply (tests/fakes/openai_protocol.py: `w{i}-{tag} ` tokens driven
-by `[[tokens= delay= tag=]]` in the last user message) from a bare ASGI app with
-no request log, so the baseline spends as little CPU as possible: on two cores
+by `[[tokens= delay= tag=]]` in the last user message, after `reasoning=<n>` pieces of
+thinking `r{i}-{tag} ` as today's reasoning models stream them: `delta.reasoning_content`
+chunks first, usage with `completion_tokens_details.reasoning_tokens`) from a bare ASGI
+app with no request log, so the baseline spends as little CPU as possible: on two cores
 every cycle it uses is taken from the system under test.
 """
 
@@ -15,7 +17,13 @@ import time
 import orjson
 import uvicorn
 
-from tests.fakes.openai_protocol import chunk_line, expected_tokens, knobs_of, last_user_text
+from tests.fakes.openai_protocol import (
+    chunk_line,
+    expected_reasoning_tokens,
+    expected_tokens,
+    knobs_of,
+    last_user_text,
+)
 
 
 async def _read_body(receive) -> bytes:
@@ -42,11 +50,17 @@ async def app(scope, receive, send) -> None:
     text = last_user_text(body)
     knobs = knobs_of(text)
     tokens = expected_tokens(text)
+    reasoning = expected_reasoning_tokens(text)
     delay = float(knobs.get("delay", "0"))
     model = body.get("model", "fake")
     completion_id = "chatcmpl-bench"
-    usage = {"prompt_tokens": len(text) // 4 + 3, "completion_tokens": len(tokens)}
+    usage: dict = {
+        "prompt_tokens": len(text) // 4 + 3,
+        "completion_tokens": len(reasoning) + len(tokens),
+    }
     usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
+    if reasoning:
+        usage["completion_tokens_details"] = {"reasoning_tokens": len(reasoning)}
 
     def chunk(delta: dict, finish: str | None = None) -> bytes:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}
@@ -61,7 +75,11 @@ async def app(scope, receive, send) -> None:
             "choices": [
                 {
                     "index": 0,
-                    "message": {"role": "assistant", "content": "".join(tokens)},
+                    "message": {
+                        "role": "assistant",
+                        "content": "".join(tokens),
+                        **({"reasoning_content": "".join(reasoning)} if reasoning else {}),
+                    },
                     "finish_reason": "stop",
                 }
             ],
@@ -90,10 +108,13 @@ async def app(scope, receive, send) -> None:
     await part(chunk({"role": "assistant", "content": ""}))
     # Paced against a deadline, not sleep after sleep, so a busy loop does not stretch replies.
     started = time.monotonic()
-    for index, token in enumerate(tokens):
+    # DeepSeek's shape: the thinking as `reasoning_content` with `content: null`, then the reply.
+    deltas = [{"content": None, "reasoning_content": piece} for piece in reasoning]
+    deltas += [{"content": token} for token in tokens]
+    for index, delta in enumerate(deltas):
         if index and delay:
             await asyncio.sleep(max(0.0, started + index * delay - time.monotonic()))
-        await part(chunk({"content": token}))
+        await part(chunk(delta))
     await part(chunk({}, "stop"))
     if (body.get("stream_options") or {}).get("include_usage"):
         await part(chunk_line(completion_id, model, [], usage=usage))
