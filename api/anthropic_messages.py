@@ -24,6 +24,7 @@ from core.providers import AdapterKind, provider_spec
 
 TOOL_CHOICES = {"auto": "auto", "any": "required", "none": "none"}
 THINKING_TYPES = ("enabled", "adaptive", "disabled")
+OUTPUT_EFFORTS = ("low", "medium", "high", "max")
 # A thinking budget as another provider's reasoning effort: below these, low / medium.
 EFFORT_BUDGETS = ((4096, "low"), (16_384, "medium"))
 # What an image counts in an estimate: Anthropic's ~1.15 megapixel image, its largest
@@ -58,6 +59,12 @@ def chat_request(body: CountTokensRequest, provider: str) -> ChatCompletionReque
             params["thinking"] = body.thinking
         else:
             params["reasoning_effort"] = _effort(body.thinking)
+    effort = (body.output_config or {}).get("effort")
+    if effort is not None:
+        if effort not in OUTPUT_EFFORTS:
+            raise AppError(f"output_config.effort must be one of {', '.join(OUTPUT_EFFORTS)}.")
+        # The highest effort our providers share is `high`.
+        params["reasoning_effort"] = "high" if effort == "max" else effort
     if isinstance(body, MessagesRequest):
         params.update(
             stream=body.stream,
@@ -119,6 +126,13 @@ def _block_text(block: dict[str, Any]) -> str:
 
 
 def _chat_messages(message: AnthropicMessageParam, anthropic: bool) -> list[ChatMessage]:
+    if message.role == "system":
+        text = (
+            message.content
+            if isinstance(message.content, str)
+            else "".join(_block_text(block) for block in message.content)
+        )
+        return [ChatMessage(role="system", content=text)]
     if isinstance(message.content, str):
         return [ChatMessage(role=message.role, content=message.content)]
     if message.role == "assistant":

@@ -13,7 +13,8 @@ from pydantic import BaseModel, ConfigDict, Field
 class AnthropicMessageParam(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    role: Literal["user", "assistant"] = Field(examples=["user"])
+    # Claude Code also sends `system` messages between the turns (reminders).
+    role: Literal["user", "assistant", "system"] = Field(examples=["user"])
     content: str | list[dict[str, Any]] = Field(
         description="Text, or content blocks: `text`, `image`, `tool_use`, `tool_result`, "
         "`thinking`, `redacted_thinking`",
@@ -41,6 +42,9 @@ class CountTokensRequest(BaseModel):
         default=None,
         description="`{type: enabled, budget_tokens}`, `{type: adaptive}` or "
         "`{type: disabled}`; on other providers' models, a reasoning effort",
+    )
+    output_config: dict[str, Any] | None = Field(
+        default=None, description="`{effort: low|medium|high|max}`: the reasoning effort"
     )
 
 

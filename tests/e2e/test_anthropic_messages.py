@@ -443,3 +443,53 @@ async def test_a_disconnected_stream_is_billed(client, make_user) -> None:
         record = session.scalar(select(UsageRecord).where(UsageRecord.user_id == user.id))
     assert generation.status == "done" and record.completion_tokens == 30
     assert record.generation_id == generation.id and record.api_key_id is not None
+
+
+async def test_a_claude_code_request_is_served(client, api_server, make_user, fake_llm) -> None:
+    """Claude Code's own request shape (seen from Claude Code 2.x): a `system` message
+    between the turns, `output_config.effort`, adaptive thinking and beta fields we do
+    not carry, streamed."""
+    user = make_user()
+    key = await _api_key(client, user)
+    prompt = "Say hello [[tag=claude-code tokens=4]]"
+    body = {
+        "model": "deepseek-flash",
+        "max_tokens": 32000,
+        "stream": True,
+        "system": [{"type": "text", "text": "You are Claude Code."}],
+        "messages": [
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "<system-reminder>today</system-reminder>"},
+                    {"type": "text", "text": prompt, "cache_control": {"type": "ephemeral"}},
+                ],
+            },
+            {"role": "system", "content": "Available agent types: claude"},
+        ],
+        "tools": [{"name": "Bash", "description": "Run", "input_schema": {"type": "object"}}],
+        "thinking": {"type": "adaptive"},
+        "output_config": {"effort": "max"},
+        "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
+        "metadata": {"user_id": '{"session_id": "s1"}'},
+    }
+    async with client.stream(
+        "POST", "/v1/messages", json=body, headers={"x-api-key": key}, timeout=30
+    ) as answer:
+        assert answer.status_code == 200, await answer.aread()
+        events = [
+            orjson.loads(line[6:])
+            async for line in answer.aiter_lines()
+            if line.startswith("data: ")
+        ]
+    text = "".join(
+        e["delta"]["text"]
+        for e in events
+        if e["type"] == "content_block_delta" and "text" in e["delta"]
+    )
+    assert events[-1]["type"] == "message_stop"
+    [request] = fake_llm.requests_tagged("claude-code")
+    sent = request["body"]
+    assert text == expected_reply(prompt)
+    assert {"role": "system", "content": "Available agent types: claude"} in sent["messages"]
+    assert sent["reasoning_effort"] == "high"
