@@ -6,6 +6,7 @@ import uuid
 from typing import Annotated, Any
 
 import anyio
+import redis.asyncio as aioredis
 from anyio.abc import TaskGroup
 from fastapi import APIRouter, Query, WebSocket, WebSocketDisconnect, status
 from fastapi.responses import Response, StreamingResponse
@@ -153,6 +154,27 @@ async def delete_conversation(conversation: OwnedConversation, session: SessionD
     await session.commit()
 
 
+async def start_turn(
+    session: AsyncSession,
+    redis: aioredis.Redis,
+    user: User,
+    conversation: Conversation,
+    turn: ChatRequest,
+) -> StartedGeneration:
+    """A conversation turn (HTTP or WebSocket): its model resolved, then started."""
+    route = await resolve_route(session, user, turn.model, conversation)
+    return await start_generation(
+        session,
+        redis,
+        user=user,
+        route=route,
+        conversation=conversation,
+        content=turn.content,
+        reasoning_effort=turn.reasoning_effort,
+        attachments=turn.attachments,
+    )
+
+
 @router.post(
     "/{conversation_id}/chat", response_model=ChatAnswer, operation_id="conversations-chat"
 )
@@ -164,17 +186,7 @@ async def chat(
     redis: RedisDep,
     response: Response,
 ) -> dict[str, Any]:
-    route = await resolve_route(session, user, body.model, conversation)
-    started = await start_generation(
-        session,
-        redis,
-        user=user,
-        route=route,
-        conversation=conversation,
-        content=body.content,
-        reasoning_effort=body.reasoning_effort,
-        attachments=body.attachments,
-    )
+    started = await start_turn(session, redis, user, conversation, body)
     response.headers.update(started.headers)
     result = await wait_for_reply(started)
     return {**result, "generation_id": started.generation_id}
@@ -197,17 +209,7 @@ async def chat_stream(
     """Events: `start`, `reasoning`... (a thinking model's), `delta`..., then `done`,
     `error` or `cancelled`. A disconnect
     does not stop the generation; resume with `GET /v1/generations/{id}/stream`."""
-    route = await resolve_route(session, user, body.model, conversation)
-    started = await start_generation(
-        session,
-        redis,
-        user=user,
-        route=route,
-        conversation=conversation,
-        content=body.content,
-        reasoning_effort=body.reasoning_effort,
-        attachments=body.attachments,
-    )
+    started = await start_turn(session, redis, user, conversation, body)
     return sse_events(started.events(), started.headers)
 
 
@@ -343,17 +345,7 @@ class _Socket:
                 await self.send(error_payload("busy", "A reply is still being generated."))
                 return
             try:
-                route = await resolve_route(session, user, message.model, conversation)
-                started = await start_generation(
-                    session,
-                    redis_client(),
-                    user=user,
-                    route=route,
-                    conversation=conversation,
-                    content=message.content,
-                    reasoning_effort=message.reasoning_effort,
-                    attachments=message.attachments,
-                )
+                started = await start_turn(session, redis_client(), user, conversation, message)
             except AppError as exc:
                 await self.send(error_payload(exc.code, exc.detail))
                 return
