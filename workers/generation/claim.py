@@ -90,7 +90,9 @@ def _claim_row(generation_id: uuid.UUID) -> Claim | None:
             return None
         try:
             return Claim(generation, build_call(session, generation))
-        except Exception as exc:  # noqa: BLE001 - raised by `Claim.call`, where it is handled
+        # Any failure to build the request is kept, not hidden: `Claim.call` raises it after
+        # the claim is committed, and the task stores the generation as failed with it.
+        except Exception as exc:
             return Claim(generation, exc)
 
 
