@@ -527,7 +527,7 @@ def refusal_problem(route: str, response: RawResponse, loc: list[Any] | None) ->
 def is_validation_error(route: str, status: int, body: Any) -> bool:
     if status == 422:
         return True
-    code = body.get("error", {}).get("code") if isinstance(body, dict) else None
+    code = (body.get("error") or {}).get("code") if isinstance(body, dict) else None
     return status == 400 and route.startswith(OPENAI_ROUTES) and code == "validation_error"
 
 
