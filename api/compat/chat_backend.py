@@ -13,9 +13,9 @@ from __future__ import annotations
 import uuid
 from copy import copy
 from datetime import datetime
-from typing import Annotated, Any, TypeVar
+from typing import Any, TypeVar
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, Request, status
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, ValidationError
 from pydantic.fields import FieldInfo
@@ -33,11 +33,9 @@ from api.routes import auth as auth_routes
 from api.routes import conversations as conversation_routes
 from api.routes import model_configs as model_config_routes
 from api.routes import user as user_routes
-from api.routes.conversations import PG_BIGINT_MAX
 from api.schemas.auth import LoginRequest, RegisterRequest, TokenPair
 from api.schemas.conversations import (
     ChatAnswer,
-    ChatRequest,
     ConversationCreate,
     ConversationDetail,
     ConversationOut,
@@ -322,19 +320,16 @@ async def update_config(
 # --- conversations and chat ---------------------------------------------------------
 
 
-@router.get(
+# Routes that are the /v1 ones at this document's paths: the /v1 function itself, so its
+# parameters, limits and answer are declared once.
+router.add_api_route(
     "/conversations",
+    conversation_routes.list_conversations,
+    methods=["GET"],
     response_model=ConversationPage,
     operation_id="chat-backend-conversations",
     summary="The user's conversations, newest activity first (the /v1 page object)",
 )
-async def list_conversations(
-    user: CurrentUser,
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    offset: Annotated[int, Query(ge=0, le=PG_BIGINT_MAX)] = 0,
-) -> dict[str, Any]:
-    return await conversation_routes.list_conversations(user, session, limit, offset)
 
 
 @router.post(
@@ -352,19 +347,14 @@ async def create_conversation(
     )
 
 
-@router.get(
+router.add_api_route(
     "/conversations/{conversation_id}",
+    conversation_routes.get_conversation,
+    methods=["GET"],
     response_model=ConversationDetail,
     operation_id="chat-backend-conversation-messages",
     summary="A conversation with a page of its messages (oldest first), before `before_id`",
 )
-async def get_conversation(
-    conversation: OwnedConversation,
-    session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=200)] = 50,
-    before_id: Annotated[int | None, Query(ge=1, le=PG_BIGINT_MAX)] = None,
-) -> dict[str, Any]:
-    return await conversation_routes.get_conversation(conversation, session, limit, before_id)
 
 
 @router.post(
@@ -378,38 +368,18 @@ async def delete_conversation(conversation: OwnedConversation, session: SessionD
     return Done(message="Conversation deleted.")
 
 
-@router.post(
-    "/conversations/{conversation_id}/chat",
-    response_model=ChatAnswer,
-    operation_id="chat-backend-chat",
-    summary="Send a message; answers once the reply is complete",
-)
-async def chat(
-    body: ChatRequest,
-    user: CurrentUser,
-    conversation: OwnedConversation,
-    session: SessionDep,
-    redis: RedisDep,
-    response: Response,
-) -> dict[str, Any]:
-    return await conversation_routes.chat(body, user, conversation, session, redis, response)
-
-
-@router.post(
-    "/conversations/{conversation_id}/messages",
-    response_model=ChatAnswer,
-    operation_id="chat-backend-send-message",
-    summary="Send a message (the same as `/chat`)",
-)
-async def send_message(
-    body: ChatRequest,
-    user: CurrentUser,
-    conversation: OwnedConversation,
-    session: SessionDep,
-    redis: RedisDep,
-    response: Response,
-) -> dict[str, Any]:
-    return await conversation_routes.chat(body, user, conversation, session, redis, response)
+for path, operation_id, summary in (
+    ("chat", "chat-backend-chat", "Send a message; answers once the reply is complete"),
+    ("messages", "chat-backend-send-message", "Send a message (the same as `/chat`)"),
+):
+    router.add_api_route(
+        f"/conversations/{{conversation_id}}/{path}",
+        conversation_routes.chat,
+        methods=["POST"],
+        response_model=ChatAnswer,
+        operation_id=operation_id,
+        summary=summary,
+    )
 
 
 # The /v1 socket's handler and protocol (`?token=`, typed JSON messages), at this path.
