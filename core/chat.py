@@ -29,8 +29,15 @@ class Route:
     model_config_id: object | None = None
 
 
+# The name that asks for the plan's own default model, wherever a model is named.
+AUTO_MODEL = "auto"
+
+
 def route_for_model(plan: str, model: str) -> Route:
-    """The platform route for `model`, refused when the plan does not include it."""
+    """The platform route for `model` (`auto`: the plan's default), refused when the plan
+    does not include it."""
+    if model == AUTO_MODEL:
+        model = default_model(plan)
     spec = allowed_model(plan, model)
     # Without a key the built-in provider answers, so a fresh install streams end to end.
     provider = spec.provider if provider_api_key(spec.provider) else LOCAL_PROVIDER

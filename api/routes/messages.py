@@ -21,9 +21,8 @@ from api.schemas.anthropic import (
 from api.streaming.anthropic_events import message_answer, message_events
 from api.streaming.sse import MEDIA_TYPE, sse_stream
 from api.streaming.start import start_completion, wait_for_reply
-from core.chat import Route, default_model, route_for_model
+from core.chat import route_for_model
 from core.errors import AppError
-from core.quota import QuotaSubject
 
 router = APIRouter(prefix="/v1", tags=["anthropic"])
 
@@ -33,10 +32,6 @@ MESSAGE_RESPONSES: dict[int | str, dict[str, Any]] = {
     403: {"description": "The model is not in the caller's plan (`permission_error`)"},
     429: {"description": "Rate limited (`rate_limit_error`), with `Retry-After`"},
 }
-
-
-def _route(caller: QuotaSubject, model: str) -> Route:
-    return route_for_model(caller.plan, default_model(caller.plan) if model == "auto" else model)
 
 
 @router.post(
@@ -57,7 +52,7 @@ async def create_message(
     """A stateless generation through the same workers, quotas and usage records as
     `/v1/chat/completions`, on any model of the caller's plan. A client that disconnects
     mid-stream is still billed for what the provider generated."""
-    route = _route(caller, body.model)
+    route = route_for_model(caller.plan, body.model)
     request = internal_request(body, route.provider)
     started = await start_completion(
         session, redis, caller=caller, route=route, request=request, kind="messages"
@@ -84,5 +79,5 @@ async def create_message(
 async def count_message_tokens(body: CountTokensRequest, caller: KeyHeaderCaller) -> InputTokens:
     """An estimate (about four characters a token, a fixed count an image): the API never
     calls a provider, so Anthropic's own count is not asked. Nothing is charged."""
-    route = _route(caller, body.model)
+    route = route_for_model(caller.plan, body.model)
     return InputTokens(input_tokens=estimate_input_tokens(body, route.provider))

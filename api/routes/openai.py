@@ -14,7 +14,7 @@ from api.schemas.openai import (
     OpenAIModel,
     OpenAIModelList,
 )
-from core.chat import default_model, route_for_model
+from core.chat import route_for_model
 from core.config import settings
 from core.plans import listed_models_for_plan
 
@@ -65,11 +65,10 @@ async def create_chat_completion(
 ) -> ChatCompletion | StreamingResponse:
     """A stateless generation through the same workers as chat. A client that
     disconnects mid-stream is still billed for what the provider generated."""
-    model = default_model(caller.plan) if body.model == "auto" else body.model
     return await create_completion(
         body,
         caller=caller,
-        route=route_for_model(caller.plan, model),
+        route=route_for_model(caller.plan, body.model),
         kind="completion",
         session=session,
         redis=redis,

@@ -17,7 +17,7 @@ from api.schemas.responses import ResponseRequest
 from api.streaming.response_events import response_events
 from api.streaming.sse import sse_stream
 from api.streaming.start import start_completion, wait_for_reply
-from core.chat import default_model, route_for_model
+from core.chat import route_for_model
 from core.errors import AppError
 
 router = APIRouter(prefix="/v1", tags=["openai"])
@@ -39,8 +39,7 @@ async def create_response(
 ) -> JSONResponse | StreamingResponse:
     """A stateless generation whose input is translated to the chat format the workers
     run. Kept (unless `store: false`) so `previous_response_id` continues it."""
-    model = default_model(caller.plan) if body.model == "auto" else body.model
-    route = route_for_model(caller.plan, model)
+    route = route_for_model(caller.plan, body.model)
     history: list[dict[str, Any]] = []
     if body.previous_response_id:
         history = await previous_history(session, caller, body.previous_response_id)
