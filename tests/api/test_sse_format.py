@@ -1,7 +1,7 @@
 """How the API frames server-sent events, without a running API: our own events
 (`StreamEvent.sse`, api/streaming/relay.py and sse.py) and OpenAI's
 `chat.completion.chunk` stream (api/streaming/openai_chunks.py). Each frame is read
-back with the worker's SSE reader (workers/providers/base.py `sse_lines`), which
+back with the worker's SSE reader (workers/providers/sse.py), which
 follows the spec's line rules.
 """
 
@@ -10,7 +10,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 
@@ -19,7 +18,7 @@ from api.streaming.openai_chunks import completion_chunks as _chunks
 from api.streaming.relay import PING, StreamEvent
 from api.streaming.start import StartedGeneration
 from core.streams import CANCELLED, DELTA, DONE, ERROR, REASONING, START, decode, encode, stream_key
-from workers.providers.base import sse_lines
+from workers.providers.sse import SseDecoder
 
 
 @pytest.fixture(autouse=True)
@@ -36,7 +35,8 @@ TRICKY = 'line 1\nline 2\r\n\r"quoted" \\ back\u2028sep\u2029para \x85 caf\u00e9
 def read_sse(body: str | bytes) -> list[tuple[str | None, bytes]]:
     """(event, data) pairs as a spec-following client reads them."""
     raw = body.encode() if isinstance(body, str) else body
-    return list(sse_lines(httpx.Response(200, content=raw)))
+    decoder = SseDecoder()
+    return decoder.feed(raw) + decoder.end()
 
 
 def stored(entry_id: str, event: str, data: dict[str, Any]) -> StreamEvent:
@@ -138,7 +138,7 @@ async def completion_frames(
 
 def chunk_of(frame: bytes) -> dict[str, Any]:
     assert frame.startswith(b"data: ") and frame.endswith(b"\n\n"), frame
-    [(name, data)] = list(sse_lines(httpx.Response(200, content=frame)))
+    [(name, data)] = read_sse(frame)
     assert name is None
     return orjson.loads(data)
 

@@ -5,6 +5,7 @@ usage with cache and reasoning tokens) and what each sends back in later turns."
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -68,6 +69,11 @@ def last_request(fake: FakeLLM, tag: str) -> dict[str, Any]:
     return fake.requests_tagged(tag)[-1]
 
 
+async def collect(items: AsyncGenerator[StreamItem, None]) -> list[StreamItem]:
+    """What an adapter's stream yields, in order, read to its end on this test's loop."""
+    return [item async for item in items]
+
+
 def reasoning_text(items: list[StreamItem]) -> str:
     return "".join(item.text for item in items if isinstance(item, Reasoning))
 
@@ -89,9 +95,11 @@ def kinds(items: list[StreamItem]) -> list[str]:
 # --- OpenAI-compatible: DeepSeek, Kimi, users' endpoints -----------------------
 
 
-def test_deepseek_streams_reasoning_before_text_with_cache_and_reasoning_usage(fake_llm) -> None:
+async def test_deepseek_streams_reasoning_before_text_with_cache_and_reasoning_usage(
+    fake_llm,
+) -> None:
     prompt = "think [[tag=ad-reason reasoning=3 tokens=4 cache_hit=7]]"
-    items = list(DEEPSEEK.stream(openai_call(fake_llm, [user(prompt)])))
+    items = await collect(DEEPSEEK.stream(openai_call(fake_llm, [user(prompt)])))
 
     assert kinds(items) == ["Reasoning", "text", "Finish", "Usage"]
     assert reasoning_text(items) == expected_reasoning(prompt)
@@ -103,9 +111,9 @@ def test_deepseek_streams_reasoning_before_text_with_cache_and_reasoning_usage(f
     assert usage.prompt_tokens and usage.cache_write_tokens is None
 
 
-def test_openai_cached_tokens_come_from_prompt_tokens_details(fake_llm) -> None:
+async def test_openai_cached_tokens_come_from_prompt_tokens_details(fake_llm) -> None:
     prompt = "again [[tag=ad-cached tokens=2 cached=5]]"
-    items = list(USER_ENDPOINT.stream(openai_call(fake_llm, [user(prompt)])))
+    items = await collect(USER_ENDPOINT.stream(openai_call(fake_llm, [user(prompt)])))
     usage = items[-1]
     assert isinstance(usage, Usage)
     assert (usage.cached_tokens, usage.reasoning_tokens) == (5, None)
@@ -121,13 +129,13 @@ def test_complete_returns_the_text_without_the_reasoning(fake_llm) -> None:
     assert usage.reasoning_tokens == 2
 
 
-def test_deepseek_tool_round_trip_sends_reasoning_back_only_on_the_tool_call_turn(
+async def test_deepseek_tool_round_trip_sends_reasoning_back_only_on_the_tool_call_turn(
     fake_llm,
 ) -> None:
     prompt = (
         "weather? [[tag=ad-ds-tools reasoning=2 tool=get_weather,get_time require_reasoning=1]]"
     )
-    first = list(
+    first = await collect(
         DEEPSEEK.stream(openai_call(fake_llm, [user(prompt)], extra={"tools": WEATHER_TOOLS}))
     )
     assert kinds(first) == ["Reasoning", "ToolCallDelta", "Finish", "Usage"]
@@ -142,16 +150,18 @@ def test_deepseek_tool_round_trip_sends_reasoning_back_only_on_the_tool_call_tur
         "reasoning_content": reasoning,
     }
     results = [{"role": "tool", "tool_call_id": c["id"], "content": "sunny"} for c in calls]
-    second = list(DEEPSEEK.stream(openai_call(fake_llm, [user(prompt), tool_turn, *results])))
+    second = await collect(
+        DEEPSEEK.stream(openai_call(fake_llm, [user(prompt), tool_turn, *results]))
+    )
     assert "".join(i for i in second if isinstance(i, str)) == "".join(expected_tokens(prompt))
     assert last_request(fake_llm, "ad-ds-tools")["reasoning_sent_back"] == [reasoning]
 
     # Without its reasoning the tool-call turn is refused, as DeepSeek refuses it.
     bare = {k: v for k, v in tool_turn.items() if k != "reasoning_content"}
     with pytest.raises(ProviderError, match="reasoning_content"):
-        list(USER_ENDPOINT.stream(openai_call(fake_llm, [user(prompt), bare, *results])))
+        await collect(USER_ENDPOINT.stream(openai_call(fake_llm, [user(prompt), bare, *results])))
     # DeepSeek's adapter sends an empty one, which DeepSeek takes.
-    list(DEEPSEEK.stream(openai_call(fake_llm, [user(prompt), bare, *results])))
+    await collect(DEEPSEEK.stream(openai_call(fake_llm, [user(prompt), bare, *results])))
     assert last_request(fake_llm, "ad-ds-tools")["reasoning_sent_back"] == [""]
 
     # A plain later turn: the earlier plain answer's reasoning (and any thinking blocks)
@@ -164,7 +174,7 @@ def test_deepseek_tool_round_trip_sends_reasoning_back_only_on_the_tool_call_tur
     }
     follow_up = "thanks [[tag=ad-ds-plain tokens=2 require_reasoning=1]]"
     history = [user(prompt), tool_turn, *results, answer, user(follow_up)]
-    third = list(DEEPSEEK.stream(openai_call(fake_llm, history)))
+    third = await collect(DEEPSEEK.stream(openai_call(fake_llm, history)))
     assert third[-2] == Finish("stop")
     sent = last_request(fake_llm, "ad-ds-plain")
     assert sent["body"]["messages"][4] == {"role": "assistant", "content": "It is sunny."}
@@ -217,9 +227,9 @@ def test_a_stored_reasoning_effort_in_extra_is_mapped_not_passed_raw(fake_llm) -
 # --- Anthropic -----------------------------------------------------------------
 
 
-def test_claude_streams_thinking_blocks_with_signature_then_text_and_usage(fake_llm) -> None:
+async def test_claude_streams_thinking_blocks_with_signature_then_text_and_usage(fake_llm) -> None:
     prompt = "think [[tag=ad-claude reasoning=3 redacted=1 tokens=4 cached=5 cache_write=6]]"
-    items = list(CLAUDE.stream(claude_call(fake_llm, [user(prompt)])))
+    items = await collect(CLAUDE.stream(claude_call(fake_llm, [user(prompt)])))
 
     assert kinds(items) == ["Reasoning", "ThinkingBlock", "text", "Finish", "Usage"]
     thinking = expected_reasoning(prompt)
@@ -245,11 +255,11 @@ def test_claude_streams_thinking_blocks_with_signature_then_text_and_usage(fake_
     assert sent["thinking"] == {"type": "adaptive", "display": "summarized"}
 
 
-def test_claude_tool_round_trip_sends_the_signed_thinking_back_unchanged(fake_llm) -> None:
+async def test_claude_tool_round_trip_sends_the_signed_thinking_back_unchanged(fake_llm) -> None:
     prompt = (
         "weather? [[tag=ad-claude-tools reasoning=2 tool=get_weather,get_time require_signature=1]]"
     )
-    first = list(
+    first = await collect(
         CLAUDE.stream(
             claude_call(
                 fake_llm, [user(prompt)], extra={"tools": WEATHER_TOOLS, "tool_choice": "auto"}
@@ -288,7 +298,9 @@ def test_claude_tool_round_trip_sends_the_signed_thinking_back_unchanged(fake_ll
         "thinking_blocks": blocks,
     }
     results = [{"role": "tool", "tool_call_id": c["id"], "content": "sunny"} for c in calls]
-    second = list(CLAUDE.stream(claude_call(fake_llm, [user(prompt), tool_turn, *results])))
+    second = await collect(
+        CLAUDE.stream(claude_call(fake_llm, [user(prompt), tool_turn, *results]))
+    )
     assert "".join(i for i in second if isinstance(i, str)) == "".join(expected_tokens(prompt))
     record = last_request(fake_llm, "ad-claude-tools")
     assert record["thinking_sent_back"] == blocks
@@ -310,7 +322,7 @@ def test_claude_tool_round_trip_sends_the_signed_thinking_back_unchanged(fake_ll
     # Without the thinking block the turn is refused, as Anthropic refuses it.
     bare = {k: v for k, v in tool_turn.items() if k != "thinking_blocks"}
     with pytest.raises(ProviderError, match="thinking"):
-        list(CLAUDE.stream(claude_call(fake_llm, [user(prompt), bare, *results])))
+        await collect(CLAUDE.stream(claude_call(fake_llm, [user(prompt), bare, *results])))
 
     # A plain later turn carries no thinking (nor reasoning text) of earlier plain answers.
     answer = {
@@ -320,7 +332,7 @@ def test_claude_tool_round_trip_sends_the_signed_thinking_back_unchanged(fake_ll
         "thinking_blocks": [blocks[0]],
     }
     follow_up = "thanks [[tag=ad-claude-plain tokens=2]]"
-    list(
+    await collect(
         CLAUDE.stream(
             claude_call(fake_llm, [user(prompt), tool_turn, *results, answer, user(follow_up)])
         )
@@ -364,7 +376,9 @@ def test_claude_tool_round_trip_sends_the_signed_thinking_back_unchanged(fake_ll
         ),
     ],
 )
-def test_reasoning_effort_maps_to_claude_thinking(fake_llm, model, effort, extra, expected) -> None:
+async def test_reasoning_effort_maps_to_claude_thinking(
+    fake_llm, model, effort, extra, expected
+) -> None:
     tag = f"ad-claude-effort-{model}-{effort}-{len(extra)}"
     call = claude_call(
         fake_llm,
@@ -374,7 +388,7 @@ def test_reasoning_effort_maps_to_claude_thinking(fake_llm, model, effort, extra
         temperature=0.3,
         extra={**extra, "tools": WEATHER_TOOLS, "tool_choice": "required", "stop": "END"},
     )
-    list(CLAUDE.stream(call))
+    await collect(CLAUDE.stream(call))
     body = last_request(fake_llm, tag)["body"]
     assert {k: body[k] for k in ("thinking", "output_config") if k in body} == expected
     assert body["stop_sequences"] == ["END"]

@@ -5,15 +5,22 @@ into a real Redis stream, and the thinking blocks kept for stateless tool-use tu
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncGenerator, Iterable
 
 from core.redis import sync_redis
 from core.streams import decode, stream_key
 from workers.generation.stream_writer import StreamWriter, publish_terminal
 from workers.generation.thinking import KeptBlocks, blocks_key, restore_blocks
-from workers.providers.base import Finish, Reasoning, ThinkingBlock, Usage
+from workers.providers.base import Finish, Reasoning, StreamItem, ThinkingBlock, Usage
 from workers.providers.tool_calls import ToolCallDelta
 
 BLOCK = {"type": "thinking", "thinking": "Two and two make four.", "signature": "sig=="}
+
+
+async def items_of(items: Iterable[StreamItem]) -> AsyncGenerator[StreamItem, None]:
+    """`items` as a provider's stream yields them."""
+    for item in items:
+        yield item
 
 
 def events(generation_id: str) -> list[tuple[str, dict]]:
@@ -21,7 +28,7 @@ def events(generation_id: str) -> list[tuple[str, dict]]:
     return [decode(fields) for _, fields in entries]
 
 
-def test_reasoning_goes_out_as_its_own_events_before_the_text_and_is_kept() -> None:
+async def test_reasoning_goes_out_as_its_own_events_before_the_text_and_is_kept() -> None:
     generation_id = str(uuid.uuid4())
     firsts: list[int] = []
     items = [
@@ -34,7 +41,7 @@ def test_reasoning_goes_out_as_its_own_events_before_the_text_and_is_kept() -> N
         Usage(10, 20, cached_tokens=4, reasoning_tokens=12),
     ]
     writer = StreamWriter(generation_id)
-    outcome = writer.relay(iter(items), lambda: firsts.append(len(events(generation_id))))
+    outcome = await writer.relay(items_of(items), lambda: firsts.append(len(events(generation_id))))
     written = events(generation_id)
     # The first reasoning piece is the first token: written at once, the hook after it.
     assert written[0] == ("reasoning", {"content": "Two and two"})
@@ -51,9 +58,11 @@ def test_reasoning_goes_out_as_its_own_events_before_the_text_and_is_kept() -> N
     assert outcome.usage.reasoning_tokens == 12
 
 
-def test_reasoning_text_a_database_cannot_hold_is_dropped_before_relaying() -> None:
+async def test_reasoning_text_a_database_cannot_hold_is_dropped_before_relaying() -> None:
     generation_id = str(uuid.uuid4())
-    outcome = StreamWriter(generation_id).relay(iter([Reasoning("\x00"), Reasoning("ok"), "x"]))
+    outcome = await StreamWriter(generation_id).relay(
+        items_of([Reasoning("\x00"), Reasoning("ok"), "x"])
+    )
     assert outcome.reasoning == "ok"
     assert [e for e, _ in events(generation_id)] == ["reasoning", "delta"]
 
@@ -80,11 +89,11 @@ def test_a_tool_use_turns_blocks_are_kept_with_the_end_and_restored_by_call_id()
     assert restore_blocks(redis, uuid.uuid4(), [turn]) == [turn]
 
 
-def test_tool_call_fragments_after_reasoning_keep_their_order() -> None:
+async def test_tool_call_fragments_after_reasoning_keep_their_order() -> None:
     generation_id = str(uuid.uuid4())
     fragment = {"index": 0, "id": "call_1", "function": {"name": "now", "arguments": "{}"}}
-    outcome = StreamWriter(generation_id).relay(
-        iter([Reasoning("Which tool?"), ToolCallDelta(fragment), Finish("tool_calls")])
+    outcome = await StreamWriter(generation_id).relay(
+        items_of([Reasoning("Which tool?"), ToolCallDelta(fragment), Finish("tool_calls")])
     )
     assert [e for e, _ in events(generation_id)] == ["reasoning", "delta"]
     assert outcome.tool_calls[0]["id"] == "call_1"

@@ -1,18 +1,20 @@
 """The worker's side of `gen:{id}`: the reply's reasoning and deltas, coalesced to bound Redis
-operations, each write checking the cancel flag in the same round trip; and the
-terminal event that ends the stream."""
+operations, each write checking the cancel flag in the same round trip (shared with the
+process' other streams); and the terminal event that ends the stream."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncGenerator, Callable
+from contextlib import aclosing
 from datetime import UTC, datetime
 from typing import Any
 
 from core.admission import release_in
 from core.input_rules import storable_text
-from core.redis import as_fields, sync_redis
+from core.redis import sync_redis
 from core.streams import (
     DELTA,
     DELTA_FLUSH_CHARS,
@@ -20,12 +22,13 @@ from core.streams import (
     REASONING,
     TERMINAL_SCRIPT,
     cancel_key,
-    encode,
     stream_key,
     terminal_script_args,
 )
 from models import Generation
+from workers.event_loop import event_loop
 from workers.generation.outcome import Cancelled, Outcome, ReplyFailed
+from workers.generation.stream_batch import stream_writes
 from workers.generation.thinking import KeptBlocks
 from workers.providers import provider_for
 from workers.providers.base import (
@@ -110,10 +113,9 @@ class DeltaCoalescer:
 
 class StreamWriter:
     """Relays one generation's reply into `gen:{id}` and keeps what it relayed, which is
-    also what gets stored."""
+    also what gets stored. Runs on the chat worker's event loop (workers/event_loop.py)."""
 
     def __init__(self, generation_id: str) -> None:
-        self._redis = sync_redis()
         self._key, self._flag = stream_key(generation_id), cancel_key(generation_id)
         self._deltas = DeltaCoalescer()
         self._parts: list[str] = []
@@ -124,60 +126,63 @@ class StreamWriter:
         self._finish_reason: str | None = None
         self._first_token_at: datetime | None = None
 
-    def relay(
-        self, items: Iterable[StreamItem], after_first_token: Callable[[], None] | None = None
+    async def relay(
+        self,
+        items: AsyncGenerator[StreamItem, None],
+        after_first_token: Callable[[], None] | None = None,
     ) -> Outcome:
         """Write `items` to the stream; the reply. Raises Cancelled or ReplyFailed, each
         with the reply so far. The first token (of reasoning or of the reply) is written
-        at once; `after_first_token` runs then, off its path to the client."""
+        at once; `after_first_token` (blocking: a database write) runs then, on a thread,
+        off its path to the client."""
         # Locals: this loop runs once per token.
         deltas, parts, fragments = self._deltas, self._parts, self._fragments
         try:
-            for item in items:
-                # Reply text first: by far the most frequent item.
-                if isinstance(item, str):
-                    # Dropped here, so the client is relayed exactly what is stored.
-                    item = storable_text(item)
-                    if not item:
+            async with aclosing(items):
+                async for item in items:
+                    # Reply text first: by far the most frequent item.
+                    if isinstance(item, str):
+                        # Dropped here, so the client is relayed exactly what is stored.
+                        item = storable_text(item)
+                        if not item:
+                            continue
+                        ready = deltas.add_text(item)
+                        if ready:
+                            await self._write(ready)
+                        parts.append(item)
+                    elif isinstance(item, Reasoning):
+                        text = storable_text(item.text)
+                        if not text:
+                            continue
+                        ready = deltas.add_reasoning(text)
+                        if ready:
+                            await self._write(ready)
+                        self._reasoning.append(text)
+                    elif isinstance(item, ToolCallDelta):
+                        ready = deltas.add_tool_call(item.fragment)
+                        if ready:
+                            await self._write(ready)
+                        fragments.append(item.fragment)
+                    else:
+                        if isinstance(item, Usage):
+                            self._usage = item
+                        elif isinstance(item, Finish):
+                            self._finish_reason = item.reason
+                        elif isinstance(item, ThinkingBlock):
+                            # Its text came as Reasoning pieces: kept for a later turn only.
+                            self._blocks.append(item.block)
                         continue
-                    ready = deltas.add_text(item)
-                    if ready:
-                        self._write(ready)
-                    parts.append(item)
-                elif isinstance(item, Reasoning):
-                    text = storable_text(item.text)
-                    if not text:
-                        continue
-                    ready = deltas.add_reasoning(text)
-                    if ready:
-                        self._write(ready)
-                    self._reasoning.append(text)
-                elif isinstance(item, ToolCallDelta):
-                    ready = deltas.add_tool_call(item.fragment)
-                    if ready:
-                        self._write(ready)
-                    fragments.append(item.fragment)
-                else:
-                    if isinstance(item, Usage):
-                        self._usage = item
-                    elif isinstance(item, Finish):
-                        self._finish_reason = item.reason
-                    elif isinstance(item, ThinkingBlock):
-                        # Its text came as Reasoning pieces: kept for a later turn only.
-                        self._blocks.append(item.block)
-                    continue
-                if self._first_token_at is None:
-                    self._first_token_at = datetime.now(UTC)
-                    self._write(deltas.take())
-                    if after_first_token is not None:
-                        after_first_token()
-                elif deltas.due():
-                    self._write(deltas.take())
-            self._write(deltas.take())
+                    if self._first_token_at is None:
+                        self._first_token_at = datetime.now(UTC)
+                        await self._write(deltas.take())
+                        if after_first_token is not None:
+                            await asyncio.to_thread(after_first_token)
+                    elif deltas.due():
+                        await self._write(deltas.take())
+            await self._write(deltas.take())
         except ProviderError as exc:
             # What was already relayed is also what gets stored: write the tail first.
-            for event, data in deltas.take():
-                self._redis.xadd(self._key, as_fields(encode(event, data)))
+            await stream_writes().write(self._key, deltas.take())
             raise ReplyFailed(exc, self.outcome()) from exc
         return self.outcome()
 
@@ -192,13 +197,9 @@ class StreamWriter:
             thinking_blocks=list(self._blocks),
         )
 
-    def _write(self, pieces: tuple[tuple[str, dict[str, Any]], ...]) -> None:
-        # The pieces and the cancel-flag check in one round trip.
-        pipe = self._redis.pipeline(transaction=False)
-        for event, data in pieces:
-            pipe.xadd(self._key, as_fields(encode(event, data)))
-        pipe.exists(self._flag)
-        if pipe.execute()[-1]:
+    async def _write(self, pieces: tuple[tuple[str, dict[str, Any]], ...]) -> None:
+        # The pieces and the cancel-flag check in one round trip, shared with other streams.
+        if await stream_writes().write(self._key, pieces, self._flag):
             raise Cancelled(self.outcome())
 
 
@@ -207,9 +208,10 @@ def stream_reply(
     call: ProviderCall,
     after_first_token: Callable[[], None] | None = None,
 ) -> Outcome:
-    """Stream the provider's reply into `gen:{id}` (see StreamWriter.relay)."""
+    """Stream the provider's reply into `gen:{id}` on this process' event loop, and wait
+    for it there (see StreamWriter.relay)."""
     items = stream_with_retry(provider_for(generation.provider), call)
-    return StreamWriter(str(generation.id)).relay(items, after_first_token)
+    return event_loop.run(StreamWriter(str(generation.id)).relay(items, after_first_token))
 
 
 def publish_terminal(

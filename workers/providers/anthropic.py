@@ -5,13 +5,13 @@ for tool-use turns), typed stream events back to stream items, usage in parts.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
-
-import httpx
 
 from workers.providers.base import (
     Finish,
+    HttpRequest,
     ProviderCall,
     ProviderError,
     Reasoning,
@@ -21,11 +21,8 @@ from workers.providers.base import (
     build_request,
     chunk_json,
     fetch_json,
-    http_client,
-    raise_for_status,
-    sse_lines,
-    transport_error,
 )
+from workers.providers.stream_client import sse_events
 from workers.providers.tool_calls import ToolCallDelta
 
 API_VERSION = "2023-06-01"
@@ -50,7 +47,7 @@ TOOL_CHOICES = {"auto": {"type": "auto"}, "required": {"type": "any"}, "none": {
 class Anthropic:
     name = "anthropic"
 
-    def _request(self, call: ProviderCall, stream: bool) -> httpx.Request:
+    def _request(self, call: ProviderCall, stream: bool) -> HttpRequest:
         system, messages = translate_messages(call.messages)
         body: dict[str, Any] = {"model": call.model, "messages": messages, "stream": stream}
         if system:
@@ -79,58 +76,54 @@ class Anthropic:
         headers = {"x-api-key": call.api_key, "anthropic-version": API_VERSION}
         return build_request(call, "/v1/messages", headers, body)
 
-    def stream(self, call: ProviderCall) -> Iterator[StreamItem]:
+    async def stream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
         usage: dict[str, Any] = {}
         blocks: dict[int, dict[str, Any]] = {}  # open blocks by their index in the message
         tool_calls = 0
-        try:
-            response = http_client().send(self._request(call, True), stream=True)
-            try:
-                raise_for_status(response, call, self.name)
-                for event, data in sse_lines(response):
-                    payload = chunk_json(data)
-                    kind = payload.get("type", event)
-                    if kind == "message_start":
-                        usage.update((payload.get("message") or {}).get("usage") or {})
-                    elif kind == "content_block_start":
-                        block = dict(payload.get("content_block") or {})
-                        blocks[payload.get("index", 0)] = block
-                        if block.get("type") == "tool_use":
-                            block["tool_index"] = tool_calls
-                            tool_calls += 1
-                            yield ToolCallDelta(
-                                {
-                                    "index": block["tool_index"],
-                                    "id": block.get("id", ""),
-                                    "type": "function",
-                                    "function": {"name": block.get("name", ""), "arguments": ""},
-                                }
-                            )
-                        elif block.get("type") == "text" and block.get("text"):
-                            yield block["text"]
-                    elif kind == "content_block_delta":
-                        block = blocks.get(payload.get("index", 0), {})
-                        yield from _delta_items(block, payload.get("delta") or {})
-                    elif kind == "content_block_stop":
-                        block = blocks.pop(payload.get("index", 0), {})
-                        finished = _finished_thinking(block)
-                        if finished:
-                            yield finished
-                    elif kind == "message_delta":
-                        # Cumulative counts: a later value replaces an earlier one.
-                        usage.update(payload.get("usage") or {})
-                        stop_reason = (payload.get("delta") or {}).get("stop_reason")
-                        if stop_reason:
-                            yield Finish(FINISH_REASONS.get(stop_reason, "stop"))
-                    elif kind == "error":
-                        message = (payload.get("error") or {}).get("message", "stream error")
-                        raise ProviderError(f"anthropic: {message}")
-                    elif kind == "message_stop":
-                        break
-            finally:
-                response.close()
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, call, self.name) from exc
+        request = self._request(call, True)
+        async with aclosing(sse_events(request, call, self.name)) as events:
+            async for event, data in events:
+                payload = chunk_json(data)
+                kind = payload.get("type", event)
+                if kind == "message_start":
+                    usage.update((payload.get("message") or {}).get("usage") or {})
+                elif kind == "content_block_start":
+                    block = dict(payload.get("content_block") or {})
+                    blocks[payload.get("index", 0)] = block
+                    if block.get("type") == "tool_use":
+                        block["tool_index"] = tool_calls
+                        tool_calls += 1
+                        yield ToolCallDelta(
+                            {
+                                "index": block["tool_index"],
+                                "id": block.get("id", ""),
+                                "type": "function",
+                                "function": {"name": block.get("name", ""), "arguments": ""},
+                            }
+                        )
+                    elif block.get("type") == "text" and block.get("text"):
+                        yield block["text"]
+                elif kind == "content_block_delta":
+                    block = blocks.get(payload.get("index", 0), {})
+                    item = _delta_item(block, payload.get("delta") or {})
+                    if item is not None:
+                        yield item
+                elif kind == "content_block_stop":
+                    block = blocks.pop(payload.get("index", 0), {})
+                    finished = _finished_thinking(block)
+                    if finished:
+                        yield finished
+                elif kind == "message_delta":
+                    # Cumulative counts: a later value replaces an earlier one.
+                    usage.update(payload.get("usage") or {})
+                    stop_reason = (payload.get("delta") or {}).get("stop_reason")
+                    if stop_reason:
+                        yield Finish(FINISH_REASONS.get(stop_reason, "stop"))
+                elif kind == "error":
+                    message = (payload.get("error") or {}).get("message", "stream error")
+                    raise ProviderError(f"anthropic: {message}")
+                elif kind == "message_stop":
+                    break
         yield usage_of(usage)
 
     def complete(self, call: ProviderCall) -> tuple[str, Usage]:
@@ -145,19 +138,22 @@ class Anthropic:
         return text, usage_of(usage if isinstance(usage, dict) else {})
 
 
-def _delta_items(block: dict[str, Any], delta: dict[str, Any]) -> Iterator[StreamItem]:
+def _delta_item(block: dict[str, Any], delta: dict[str, Any]) -> StreamItem | None:
+    """A content block delta's item, if it makes one; a thinking block's text and
+    signature are also kept on `block`, which is sent back whole once it ends."""
     kind = delta.get("type")
     if kind == "text_delta" and delta.get("text"):
-        yield delta["text"]
-    elif kind == "thinking_delta" and delta.get("thinking"):
+        return delta["text"]
+    if kind == "thinking_delta" and delta.get("thinking"):
         block["thinking"] = block.get("thinking", "") + delta["thinking"]
-        yield Reasoning(delta["thinking"])
-    elif kind == "signature_delta":
+        return Reasoning(delta["thinking"])
+    if kind == "signature_delta":
         block["signature"] = block.get("signature", "") + delta.get("signature", "")
     elif kind == "input_json_delta" and delta.get("partial_json") and "tool_index" in block:
-        yield ToolCallDelta(
+        return ToolCallDelta(
             {"index": block["tool_index"], "function": {"arguments": delta["partial_json"]}}
         )
+    return None
 
 
 def _finished_thinking(block: dict[str, Any]) -> ThinkingBlock | None:

@@ -1,13 +1,15 @@
-"""What every provider adapter shares: the call description, usage, errors, and
-one HTTP client with timeouts, no redirects and SSRF pinning for user endpoints.
+"""What every provider adapter shares: the call description, usage, errors, the
+request (SSRF-pinned for user endpoints) and the sync client of the calls that do
+not stream; streams go through workers/providers/stream_client.py.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
-import time
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Protocol
@@ -102,118 +104,104 @@ class ProviderError(Exception):
 
 
 class Provider(Protocol):
-    def stream(self, call: ProviderCall) -> Iterator[StreamItem]:
+    def stream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
         """Text deltas and tool-call fragments in order, a `Finish` when the provider
-        names one, then one `Usage` (fields None when the provider gave none)."""
+        names one, then one `Usage` (fields None when the provider gave none). Runs on
+        the chat worker's event loop (workers/event_loop.py)."""
         ...
 
     def complete(self, call: ProviderCall) -> tuple[str, Usage]: ...
 
 
-@cache
-def http_client() -> httpx.Client:
-    """One pool per worker process, shared by its threads; redirects are never followed."""
-    return httpx.Client(
-        timeout=TIMEOUT,
-        follow_redirects=False,
-        limits=httpx.Limits(max_connections=1000, max_keepalive_connections=200),
-        trust_env=False,
-    )
+@dataclass(frozen=True)
+class HttpRequest:
+    """A provider request, sent by the sync client (a non-streaming call) or by the
+    chat worker's streaming client (workers/providers/stream_client.py)."""
+
+    url: str
+    headers: dict[str, str]
+    body: bytes
+    # TLS name of a pinned user endpoint, whose URL names the checked address instead.
+    server_hostname: str | None = None
 
 
 def build_request(
     call: ProviderCall, path: str, headers: dict[str, str], body: dict
-) -> httpx.Request:
+) -> HttpRequest:
     url = call.base_url.rstrip("/") + path
-    extensions: dict[str, Any] = {}
+    headers = {**headers, "Content-Type": "application/json"}
+    server_hostname = None
     if call.user_endpoint:
         # Checked again at call time, not only when the config was saved (DNS may change).
         pinned = pin_url(url)
         url = pinned.url
-        headers = {**headers, "Host": pinned.host_header}
-        extensions["sni_hostname"] = pinned.sni_hostname
-    return http_client().build_request(
-        "POST", url, headers=headers, json=body, extensions=extensions
-    )
+        headers["Host"] = pinned.host_header
+        server_hostname = pinned.sni_hostname
+    return HttpRequest(url, headers, orjson.dumps(body), server_hostname)
 
 
-def raise_for_status(response: httpx.Response, call: ProviderCall, provider: str) -> None:
-    if response.status_code < 300:
-        return
-    retryable = response.status_code in RETRYABLE_STATUS
+def status_error(status: int, body: bytes, call: ProviderCall, provider: str) -> ProviderError:
+    """A provider's answer with an error status, as a ProviderError."""
+    retryable = status in RETRYABLE_STATUS
     if call.user_endpoint:
         # Echoing an arbitrary endpoint's body would turn the service into a port scanner.
-        raise ProviderError(
-            f"The model endpoint answered HTTP {response.status_code}.", retryable=retryable
-        )
-    response.read()
-    detail = _error_message(response)
-    raise ProviderError(
-        f"{provider} answered HTTP {response.status_code}: {detail}", retryable=retryable
+        return ProviderError(f"The model endpoint answered HTTP {status}.", retryable=retryable)
+    detail = _error_message(body)
+    return ProviderError(f"{provider} answered HTTP {status}: {detail}", retryable=retryable)
+
+
+def _error_message(body: bytes) -> str:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body[:300].decode(errors="replace")
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])[:500]
+    return str(parsed)[:300]
+
+
+def transport_error(kind: str, call: ProviderCall, provider: str) -> ProviderError:
+    """`kind`: timeout, connect or broken (the response cut off)."""
+    name = "the model endpoint" if call.user_endpoint else provider
+    message = {
+        "timeout": f"{name} timed out.",
+        "connect": f"{name} is unreachable.",
+    }.get(kind, f"{name} broke off the response.")
+    return ProviderError(message, retryable=True)
+
+
+@cache
+def http_client() -> httpx.Client:
+    """One pool per worker process for the calls that do not stream (titles); redirects
+    are never followed."""
+    return httpx.Client(
+        timeout=TIMEOUT,
+        follow_redirects=False,
+        limits=httpx.Limits(max_connections=100, max_keepalive_connections=20),
+        trust_env=False,
     )
 
 
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return response.text[:300]
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict) and error.get("message"):
-        return str(error["message"])[:500]
-    return str(body)[:300]
-
-
-def transport_error(exc: httpx.HTTPError, call: ProviderCall, provider: str) -> ProviderError:
-    name = "the model endpoint" if call.user_endpoint else provider
-    if isinstance(exc, httpx.TimeoutException):
-        return ProviderError(f"{name} timed out.", retryable=True)
-    if isinstance(exc, httpx.ConnectError):
-        return ProviderError(f"{name} is unreachable.", retryable=True)
-    return ProviderError(f"{name} broke off the response.", retryable=True)
-
-
-def fetch_json(request: httpx.Request, call: ProviderCall, provider: str) -> dict:
+def fetch_json(request: HttpRequest, call: ProviderCall, provider: str) -> dict:
     """Send a non-streaming request and return its JSON body, errors mapped like streams."""
+    extensions = {"sni_hostname": request.server_hostname} if request.server_hostname else {}
     try:
-        response = http_client().send(request)
-        raise_for_status(response, call, provider)
-        return response.json()
+        response = http_client().post(
+            request.url, content=request.body, headers=request.headers, extensions=extensions
+        )
+    except httpx.TimeoutException as exc:
+        raise transport_error("timeout", call, provider) from exc
+    except httpx.ConnectError as exc:
+        raise transport_error("connect", call, provider) from exc
     except httpx.HTTPError as exc:
-        raise transport_error(exc, call, provider) from exc
-    except json.JSONDecodeError as exc:
+        raise transport_error("broken", call, provider) from exc
+    if response.status_code >= 300:
+        raise status_error(response.status_code, response.content, call, provider)
+    try:
+        return response.json()
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ProviderError(f"{provider} answered malformed JSON.") from exc
-
-
-def sse_lines(response: httpx.Response) -> Iterator[tuple[str | None, bytes]]:
-    """(event, data) pairs of a server-sent-events body. Works on the raw bytes
-    (no text decoding, no per-line str objects beyond the event name): this runs
-    once per token of every stream, so it is the worker's hottest loop."""
-    event: str | None = None
-    data: list[bytes] = []
-    pending = b""
-    for chunk in response.iter_bytes():
-        pending += chunk
-        # A trailing CR may be the first half of a CRLF split across chunks.
-        cut = len(pending) - 1 if pending.endswith(b"\r") else len(pending)
-        lines = pending[:cut].splitlines(keepends=True)
-        pending = pending[cut:]
-        if lines and not lines[-1].endswith((b"\n", b"\r")):
-            pending = lines.pop() + pending
-        for raw in lines:
-            line = raw.rstrip(b"\r\n")
-            if not line:
-                if data:
-                    yield event, b"\n".join(data)
-                event, data = None, []
-            elif line.startswith(b"data:"):
-                data.append(line[5:].lstrip())
-            elif line.startswith(b"event:"):
-                event = line[6:].strip().decode()
-    if pending.strip(b"\r\n").startswith(b"data:"):
-        data.append(pending.strip(b"\r\n")[5:].lstrip())
-    if data:
-        yield event, b"\n".join(data)
 
 
 def chunk_json(data: bytes) -> dict:
@@ -227,19 +215,22 @@ def chunk_json(data: bytes) -> dict:
     return chunk
 
 
-def stream_with_retry(provider: Provider, call: ProviderCall) -> Iterator[StreamItem]:
+async def stream_with_retry(
+    provider: Provider, call: ProviderCall
+) -> AsyncGenerator[StreamItem, None]:
     """Retry transient failures with backoff, but only before the first token (of text,
     reasoning or a tool call): after it, a retry would repeat what the client already has."""
     for attempt in range(RETRY_ATTEMPTS):
         started = False
         try:
-            for item in provider.stream(call):
-                started = started or isinstance(
-                    item, str | Reasoning | ThinkingBlock | ToolCallDelta
-                )
-                yield item
+            async with aclosing(provider.stream(call)) as items:
+                async for item in items:
+                    started = started or isinstance(
+                        item, str | Reasoning | ThinkingBlock | ToolCallDelta
+                    )
+                    yield item
             return
         except ProviderError as exc:
             if started or not exc.retryable or attempt == RETRY_ATTEMPTS - 1:
                 raise
-        time.sleep(0.5 * 2**attempt + random.uniform(0, 0.25))
+        await asyncio.sleep(0.5 * 2**attempt + random.uniform(0, 0.25))

@@ -3,8 +3,8 @@ so a fresh install streams end to end without any account anywhere."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncGenerator
 
 from workers.providers.base import ProviderCall, Usage
 
@@ -28,11 +28,11 @@ def _reply(call: ProviderCall) -> str:
 class Local:
     name = "local"
 
-    def stream(self, call: ProviderCall) -> Iterator[str | Usage]:
+    async def stream(self, call: ProviderCall) -> AsyncGenerator[str | Usage, None]:
         words = _reply(call).split(" ")
         for index, word in enumerate(words):
             yield word if index == 0 else " " + word
-            time.sleep(TOKEN_DELAY_SECONDS)
+            await asyncio.sleep(TOKEN_DELAY_SECONDS)
         yield Usage()
 
     def complete(self, call: ProviderCall) -> tuple[str, Usage]:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
 from typing import Any
-
-import httpx
 
 from workers.providers.base import (
     Finish,
+    HttpRequest,
     ProviderCall,
     ProviderError,
     Reasoning,
@@ -17,11 +17,8 @@ from workers.providers.base import (
     build_request,
     chunk_json,
     fetch_json,
-    http_client,
-    raise_for_status,
-    sse_lines,
-    transport_error,
 )
+from workers.providers.stream_client import sse_events
 from workers.providers.tool_calls import ToolCallDelta
 
 # Providers whose Thinking Mode is switched by a `thinking: {"type"}` object and whose
@@ -39,7 +36,7 @@ class OpenAICompatible:
         # DeepSeek's and Kimi's dialect; other endpoints get OpenAI's own parameters.
         self.thinking_mode = thinking_mode
 
-    def _request(self, call: ProviderCall, stream: bool) -> httpx.Request:
+    def _request(self, call: ProviderCall, stream: bool) -> HttpRequest:
         extra = {k: v for k, v in call.extra.items() if k not in OWN_PARAMS}
         body: dict = {
             "model": call.model,
@@ -91,35 +88,29 @@ class OpenAICompatible:
                 out["reasoning_content"] = ""
         return out
 
-    def stream(self, call: ProviderCall) -> Iterator[StreamItem]:
+    async def stream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
         usage = Usage()
-        try:
-            response = http_client().send(self._request(call, True), stream=True)
-            try:
-                raise_for_status(response, call, self.name)
-                for _, data in sse_lines(response):
-                    if data == b"[DONE]":
-                        break
-                    chunk = chunk_json(data)
-                    if "error" in chunk:
-                        raise ProviderError(self._chunk_error(chunk, call))
-                    if isinstance(chunk.get("usage"), dict):
-                        usage = usage_of(chunk["usage"])
-                    for choice in chunk.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        reasoning = reasoning_of(delta)
-                        if reasoning:
-                            yield Reasoning(reasoning)
-                        if delta.get("content"):
-                            yield delta["content"]
-                        for raw in delta.get("tool_calls") or []:
-                            yield ToolCallDelta.from_openai(raw)
-                        if choice.get("finish_reason"):
-                            yield Finish(choice["finish_reason"])
-            finally:
-                response.close()
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, call, self.name) from exc
+        request = self._request(call, True)
+        async with aclosing(sse_events(request, call, self.name)) as events:
+            async for _, data in events:
+                if data == b"[DONE]":
+                    break
+                chunk = chunk_json(data)
+                if "error" in chunk:
+                    raise ProviderError(self._chunk_error(chunk, call))
+                if isinstance(chunk.get("usage"), dict):
+                    usage = usage_of(chunk["usage"])
+                for choice in chunk.get("choices") or []:
+                    delta = choice.get("delta") or {}
+                    reasoning = reasoning_of(delta)
+                    if reasoning:
+                        yield Reasoning(reasoning)
+                    if delta.get("content"):
+                        yield delta["content"]
+                    for raw in delta.get("tool_calls") or []:
+                        yield ToolCallDelta.from_openai(raw)
+                    if choice.get("finish_reason"):
+                        yield Finish(choice["finish_reason"])
         yield usage
 
     def complete(self, call: ProviderCall) -> tuple[str, Usage]:

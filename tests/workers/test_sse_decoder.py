@@ -1,14 +1,13 @@
-"""The worker's reader of upstream server-sent events (workers/providers/base.py
-`sse_lines`): framing, line endings and chunk boundaries anywhere in a line."""
+"""The worker's reader of upstream server-sent events (workers/providers/sse.py):
+framing, line endings and chunk boundaries anywhere in a line."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
-import httpx
 import pytest
 
-from workers.providers.base import sse_lines
+from workers.providers.sse import SseDecoder
 
 
 @pytest.fixture(autouse=True)
@@ -20,10 +19,9 @@ def clean_state() -> None:
 def events(*chunks: bytes) -> list[tuple[str | None, bytes]]:
     """The pairs read from a body that arrives in exactly these chunks."""
 
-    def stream() -> Iterator[bytes]:
-        yield from chunks
-
-    return list(sse_lines(httpx.Response(200, content=stream())))
+    decoder = SseDecoder()
+    found = [event for chunk in chunks for event in decoder.feed(chunk)]
+    return found + decoder.end()
 
 
 def split_everywhere(body: bytes) -> Iterable[tuple[bytes, ...]]:
