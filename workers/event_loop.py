@@ -20,6 +20,8 @@ import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+import uvloop
+
 T = TypeVar("T")
 
 
@@ -33,7 +35,7 @@ class EventLoopThread:
     def _running(self) -> asyncio.AbstractEventLoop:
         with self._lock:
             if self._loop is None:
-                loop = asyncio.new_event_loop()
+                loop = uvloop.new_event_loop()
                 # A daemon: a worker's warm shutdown waits for its tasks, which wait here.
                 threading.Thread(target=loop.run_forever, name="chat-streams", daemon=True).start()
                 self._loop = loop

@@ -1,82 +1,117 @@
-"""The Redis writes of every stream a chat worker process relays, pipelined together.
+"""The flush clock of a chat worker process: the Redis writes of all its streams, in one
+pipeline per tick.
 
-A stream's write (its coalesced pieces, then a check of its cancel flag) waits for the
-next pipeline, which carries every write queued since the one before it was sent: one
-round trip while it is alone, one for all of them under load. Only one pipeline is in
-flight at a time, so a busy process's writes group themselves without a timer.
+Every DELTA_FLUSH_SECONDS, whatever each stream holds (workers/generation/stream_writer.py)
+is appended to its `gen:{id}` and its cancel flag read, for all streams in one round
+trip. A write that cannot wait for the tick (a first token, a stream's end, text past
+DELTA_FLUSH_CHARS) asks for one now; those that come while a pipeline is in flight go
+out together in the next. One pipeline per tick instead of one per stream and interval
+costs the worker, Redis and the API's stream hub (whose reads wake once per pipeline
+rather than once per stream) a fraction of what they did (README, "Benchmark").
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
 from redis.maint_notifications import MaintNotificationsConfig
 
 from core.config import settings
 from core.redis import COMMAND_TIMEOUT, as_fields
-from core.streams import encode
+from core.streams import DELTA_FLUSH_SECONDS, encode
 from workers.event_loop import loop_local
+
+if TYPE_CHECKING:
+    from workers.generation.stream_writer import StreamWriter
 
 Piece = tuple[str, dict[str, Any]]
 
 
-@dataclass(slots=True)
-class _Write:
-    stream: str
-    pieces: Sequence[Piece]
-    # The cancel flag to check after the pieces; '' for none.
-    flag: str
-    done: asyncio.Future[bool]
-
-
 class StreamWrites:
-    def __init__(self, redis: aioredis.Redis) -> None:
+    def __init__(self, redis: aioredis.Redis, interval: float = DELTA_FLUSH_SECONDS) -> None:
         self._redis = redis
-        self._queued: list[_Write] = []
-        self._sending: asyncio.Task[None] | None = None
+        self._interval = interval
+        self._writers: set[StreamWriter] = set()
+        # Writes asked for now, and who waits for each.
+        self._now: list[tuple[StreamWriter, asyncio.Future[None]]] = []
+        self._asked = asyncio.Event()
+        self._clock: asyncio.Task[None] | None = None
 
-    async def write(self, stream: str, pieces: Sequence[Piece], flag: str = "") -> bool:
-        """Append `pieces` to `stream`; whether `flag` is set, read after they are in."""
+    def add(self, writer: StreamWriter) -> None:
+        """Flush `writer` on every tick until it is discarded."""
+        self._writers.add(writer)
+        self._run()
+
+    def discard(self, writer: StreamWriter) -> None:
+        self._writers.discard(writer)
+
+    async def write_now(self, writer: StreamWriter) -> None:
+        """Write what `writer` holds in the next pipeline and wait for it; the cancel flag
+        found lands on `writer.cancelled`, a failure is raised."""
         done = asyncio.get_running_loop().create_future()
-        self._queued.append(_Write(stream, pieces, flag, done))
-        if self._sending is None:
-            self._sending = asyncio.create_task(self._send())
-        return await done
+        self._now.append((writer, done))
+        self._asked.set()
+        self._run()
+        await done
 
-    async def _send(self) -> None:
+    def _run(self) -> None:
+        if self._clock is None:
+            self._clock = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self._interval
         try:
-            while self._queued:
-                batch, self._queued = self._queued, []
-                pipe = self._redis.pipeline(transaction=False)
-                for write in batch:
-                    for event, data in write.pieces:
-                        pipe.xadd(write.stream, as_fields(encode(event, data)))
-                    if write.flag:
-                        pipe.exists(write.flag)
-                try:
-                    replies = await pipe.execute()
-                # Not hidden: each stream in the batch gets the error (its generation then
-                # fails with it), and the next batch tries again.
-                except Exception as exc:
-                    for write in batch:
-                        if not write.done.done():
-                            write.done.set_exception(exc)
-                    continue
-                position = 0
-                for write in batch:
-                    position += len(write.pieces)
-                    flagged = False
-                    if write.flag:
-                        flagged = bool(replies[position])
-                        position += 1
-                    if not write.done.done():
-                        write.done.set_result(flagged)
+            while self._writers or self._now:
+                wait = due - loop.time()
+                if not self._now and wait > 0:
+                    self._asked.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(wait):
+                            await self._asked.wait()
+                asked, self._now = self._now, []
+                batch = {writer for writer, _ in asked}
+                if loop.time() >= due:
+                    batch.update(writer for writer in self._writers if writer.deltas.held)
+                    due = loop.time() + self._interval
+                if batch:
+                    await self._send(batch)
+                for writer, done in asked:
+                    if done.done():
+                        continue
+                    if writer.failure is not None:
+                        done.set_exception(writer.failure)
+                    else:
+                        done.set_result(None)
         finally:
-            self._sending = None
+            self._clock = None
+
+    async def _send(self, batch: set[StreamWriter]) -> None:
+        writers = list(batch)
+        pipe = self._redis.pipeline(transaction=False)
+        counts = []
+        for writer in writers:
+            pieces = writer.deltas.take()
+            for event, data in pieces:
+                pipe.xadd(writer.key, as_fields(encode(event, data)))
+            pipe.exists(writer.flag)
+            counts.append(len(pieces))
+        try:
+            replies = await pipe.execute()
+        # Not hidden: each stream of the batch raises it (its generation then fails with it).
+        except Exception as exc:
+            for writer in writers:
+                writer.failure = exc
+            return
+        position = 0
+        for writer, count in zip(writers, counts, strict=True):
+            position += count
+            if replies[position]:
+                writer.cancelled = True
+            position += 1
 
 
 @loop_local

@@ -1,11 +1,11 @@
-"""The worker's side of `gen:{id}`: the reply's reasoning and deltas, coalesced to bound Redis
-operations, each write checking the cancel flag in the same round trip (shared with the
-process' other streams); and the terminal event that ends the stream."""
+"""The worker's side of `gen:{id}`: the reply's reasoning and deltas, held and written
+together with every other stream of the process on one flush clock
+(workers/generation/stream_batch.py), each write checking the cancel flag in the same
+round trip; and the terminal event that ends the stream."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
@@ -18,7 +18,6 @@ from core.redis import sync_redis
 from core.streams import (
     DELTA,
     DELTA_FLUSH_CHARS,
-    DELTA_FLUSH_SECONDS,
     REASONING,
     TERMINAL_SCRIPT,
     cancel_key,
@@ -28,7 +27,7 @@ from core.streams import (
 from models import Generation
 from workers.event_loop import event_loop
 from workers.generation.outcome import Cancelled, Outcome, ReplyFailed
-from workers.generation.stream_batch import stream_writes
+from workers.generation.stream_batch import Piece, StreamWrites, stream_writes
 from workers.generation.thinking import KeptBlocks
 from workers.providers import provider_for
 from workers.providers.base import (
@@ -45,70 +44,62 @@ from workers.providers.tool_calls import ToolCallDelta, assemble, merge_fragment
 
 
 class DeltaCoalescer:
-    """The reply's pieces not yet written, and when to write them: once DELTA_FLUSH_SECONDS
-    have passed since the last write, or DELTA_FLUSH_CHARS of text are held.
+    """The reply's pieces not yet written, in the provider's order: a run of reasoning
+    text, of reply text or of tool-call fragments is held as one piece, and a piece of
+    another kind starts the next one, so the stream keeps the provider's order. When
+    they are written is the flush clock's; `full` says the text held is worth a write of
+    its own. No I/O."""
 
-    Reasoning text, reply text and tool-call fragments are never held together: a piece
-    of another kind hands back the held ones to be written first, so the stream keeps
-    the provider's order. No I/O: the caller writes the `(event, data)` pairs that
-    `take` and the `add_` methods hand back."""
-
-    def __init__(
-        self,
-        clock: Callable[[], float] = time.monotonic,
-        *,
-        seconds: float = DELTA_FLUSH_SECONDS,
-        chars: int = DELTA_FLUSH_CHARS,
-    ) -> None:
-        self._clock = clock
-        self._seconds = seconds
+    def __init__(self, chars: int = DELTA_FLUSH_CHARS) -> None:
         self._chars = chars
-        # The held text and the event it goes out as: `delta` (the reply) or `reasoning`.
+        self._pieces: list[Piece] = []
+        # The open run: text and the event it goes out as (`delta` or `reasoning`), or
+        # tool-call fragments; never both.
         self._text: list[str] = []
         self._text_event = DELTA
-        self._text_chars = 0
         self._tool_calls: list[dict[str, Any]] = []
-        self._taken_at = clock()
+        self._held_chars = 0
 
-    def add_text(self, text: str) -> tuple[tuple[str, dict[str, Any]], ...]:
-        """Hold a reply text delta; the held pieces of another kind, to write before it."""
-        return self._add(DELTA, text)
+    def add_text(self, text: str) -> None:
+        self._add(DELTA, text)
 
-    def add_reasoning(self, text: str) -> tuple[tuple[str, dict[str, Any]], ...]:
-        """Hold a piece of reasoning; the held pieces of another kind, to write before it."""
-        return self._add(REASONING, text)
+    def add_reasoning(self, text: str) -> None:
+        self._add(REASONING, text)
 
-    def _add(self, event: str, text: str) -> tuple[tuple[str, dict[str, Any]], ...]:
-        switched = self._tool_calls or (self._text and self._text_event != event)
-        ready = self.take() if switched else ()
+    def _add(self, event: str, text: str) -> None:
+        if self._tool_calls or (self._text and self._text_event != event):
+            self._close_run()
         self._text_event = event
         self._text.append(text)
-        self._text_chars += len(text)
-        return ready
+        self._held_chars += len(text)
 
-    def add_tool_call(self, fragment: dict[str, Any]) -> tuple[tuple[str, dict[str, Any]], ...]:
-        """Hold a tool-call fragment; the held text, to write before it."""
-        ready = self.take() if self._text else ()
-        merge_fragment(self._tool_calls, fragment)
-        return ready
-
-    def due(self) -> bool:
-        return self._text_chars >= self._chars or self._clock() - self._taken_at >= self._seconds
-
-    def take(self) -> tuple[tuple[str, dict[str, Any]], ...]:
-        """The held pieces as `(event, data)` pairs, in order; nothing is held after."""
-        self._taken_at = self._clock()
+    def add_tool_call(self, fragment: dict[str, Any]) -> None:
         if self._text:
-            text = "".join(self._text)
+            self._close_run()
+        merge_fragment(self._tool_calls, fragment)
+
+    @property
+    def held(self) -> bool:
+        return bool(self._pieces or self._text or self._tool_calls)
+
+    def full(self) -> bool:
+        return self._held_chars >= self._chars
+
+    def take(self) -> list[Piece]:
+        """The held pieces as `(event, data)` pairs, in order; nothing is held after."""
+        self._close_run()
+        pieces, self._pieces = self._pieces, []
+        self._held_chars = 0
+        return pieces
+
+    def _close_run(self) -> None:
+        if self._text:
+            self._pieces.append((self._text_event, {"content": "".join(self._text)}))
             self._text.clear()
-            self._text_chars = 0
-            return ((self._text_event, {"content": text}),)
-        if self._tool_calls:
+        elif self._tool_calls:
             # `content` stays present so clients that only concatenate text never break.
-            tool_calls = list(self._tool_calls)
-            self._tool_calls.clear()
-            return ((DELTA, {"content": "", "tool_calls": tool_calls}),)
-        return ()
+            self._pieces.append((DELTA, {"content": "", "tool_calls": self._tool_calls}))
+            self._tool_calls = []
 
 
 class StreamWriter:
@@ -116,8 +107,11 @@ class StreamWriter:
     also what gets stored. Runs on the chat worker's event loop (workers/event_loop.py)."""
 
     def __init__(self, generation_id: str) -> None:
-        self._key, self._flag = stream_key(generation_id), cancel_key(generation_id)
-        self._deltas = DeltaCoalescer()
+        self.key, self.flag = stream_key(generation_id), cancel_key(generation_id)
+        self.deltas = DeltaCoalescer()
+        # Set by the flush clock: a write found the cancel flag, or the write failed.
+        self.cancelled = False
+        self.failure: Exception | None = None
         self._parts: list[str] = []
         self._reasoning: list[str] = []
         self._blocks: list[dict[str, Any]] = []
@@ -131,37 +125,47 @@ class StreamWriter:
         items: AsyncGenerator[StreamItem, None],
         after_first_token: Callable[[], None] | None = None,
     ) -> Outcome:
-        """Write `items` to the stream; the reply. Raises Cancelled or ReplyFailed, each
-        with the reply so far. The first token (of reasoning or of the reply) is written
-        at once; `after_first_token` (blocking: a database write) runs then, on a thread,
-        off its path to the client."""
+        """Relay `items` into the stream; the reply. Raises Cancelled or ReplyFailed, each
+        with the reply so far, which is all written. The first token (of reasoning or of
+        the reply) is written at once; `after_first_token` (blocking: a database write)
+        runs then, on a thread, off its path to the client. The rest waits for the flush
+        clock."""
+        writes = stream_writes()
+        writes.add(self)
+        try:
+            return await self._relay(items, writes, after_first_token)
+        finally:
+            writes.discard(self)
+
+    async def _relay(
+        self,
+        items: AsyncGenerator[StreamItem, None],
+        writes: StreamWrites,
+        after_first_token: Callable[[], None] | None,
+    ) -> Outcome:
         # Locals: this loop runs once per token.
-        deltas, parts, fragments = self._deltas, self._parts, self._fragments
+        deltas, parts, fragments = self.deltas, self._parts, self._fragments
         try:
             async with aclosing(items):
                 async for item in items:
+                    if self.cancelled or self.failure is not None:
+                        await self._stop(writes)
                     # Reply text first: by far the most frequent item.
                     if isinstance(item, str):
                         # Dropped here, so the client is relayed exactly what is stored.
                         item = storable_text(item)
                         if not item:
                             continue
-                        ready = deltas.add_text(item)
-                        if ready:
-                            await self._write(ready)
+                        deltas.add_text(item)
                         parts.append(item)
                     elif isinstance(item, Reasoning):
                         text = storable_text(item.text)
                         if not text:
                             continue
-                        ready = deltas.add_reasoning(text)
-                        if ready:
-                            await self._write(ready)
+                        deltas.add_reasoning(text)
                         self._reasoning.append(text)
                     elif isinstance(item, ToolCallDelta):
-                        ready = deltas.add_tool_call(item.fragment)
-                        if ready:
-                            await self._write(ready)
+                        deltas.add_tool_call(item.fragment)
                         fragments.append(item.fragment)
                     else:
                         if isinstance(item, Usage):
@@ -174,17 +178,28 @@ class StreamWriter:
                         continue
                     if self._first_token_at is None:
                         self._first_token_at = datetime.now(UTC)
-                        await self._write(deltas.take())
+                        await writes.write_now(self)
                         if after_first_token is not None:
                             await asyncio.to_thread(after_first_token)
-                    elif deltas.due():
-                        await self._write(deltas.take())
-            await self._write(deltas.take())
+                    elif deltas.full():
+                        await writes.write_now(self)
+            await writes.write_now(self)
+            if self.cancelled or self.failure is not None:
+                await self._stop(writes)
         except ProviderError as exc:
             # What was already relayed is also what gets stored: write the tail first.
-            await stream_writes().write(self._key, deltas.take())
+            await writes.write_now(self)
             raise ReplyFailed(exc, self.outcome()) from exc
         return self.outcome()
+
+    async def _stop(self, writes: StreamWrites) -> None:
+        """Raise what the flush clock found: the write's failure, or Cancelled once what
+        is held is written too, so the client has all that gets stored."""
+        if self.failure is not None:
+            raise self.failure
+        if self.deltas.held:
+            await writes.write_now(self)
+        raise Cancelled(self.outcome())
 
     def outcome(self) -> Outcome:
         return Outcome(
@@ -196,11 +211,6 @@ class StreamWriter:
             reasoning="".join(self._reasoning),
             thinking_blocks=list(self._blocks),
         )
-
-    async def _write(self, pieces: tuple[tuple[str, dict[str, Any]], ...]) -> None:
-        # The pieces and the cancel-flag check in one round trip, shared with other streams.
-        if await stream_writes().write(self._key, pieces, self._flag):
-            raise Cancelled(self.outcome())
 
 
 def stream_reply(
