@@ -5,7 +5,6 @@ usage with cache and reasoning tokens) and what each sends back in later turns."
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from tests.fakes.openai_protocol import expected_reasoning, expected_tokens
 from workers.providers.anthropic import Anthropic, translate_messages
 from workers.providers.base import (
     Finish,
+    Provider,
     ProviderCall,
     ProviderError,
     Reasoning,
@@ -69,9 +69,11 @@ def last_request(fake: FakeLLM, tag: str) -> dict[str, Any]:
     return fake.requests_tagged(tag)[-1]
 
 
-async def collect(items: AsyncGenerator[StreamItem, None]) -> list[StreamItem]:
-    """What an adapter's stream yields, in order, read to its end on this test's loop."""
-    return [item async for item in items]
+async def collect(adapter: Provider, call: ProviderCall) -> list[StreamItem]:
+    """What an adapter's stream emits, in order, read to its end on this test's loop."""
+    items: list[StreamItem] = []
+    await adapter.stream(call, items.append)
+    return items
 
 
 def reasoning_text(items: list[StreamItem]) -> str:
@@ -99,7 +101,7 @@ async def test_deepseek_streams_reasoning_before_text_with_cache_and_reasoning_u
     fake_llm,
 ) -> None:
     prompt = "think [[tag=ad-reason reasoning=3 tokens=4 cache_hit=7]]"
-    items = await collect(DEEPSEEK.stream(openai_call(fake_llm, [user(prompt)])))
+    items = await collect(DEEPSEEK, openai_call(fake_llm, [user(prompt)]))
 
     assert kinds(items) == ["Reasoning", "text", "Finish", "Usage"]
     assert reasoning_text(items) == expected_reasoning(prompt)
@@ -113,7 +115,7 @@ async def test_deepseek_streams_reasoning_before_text_with_cache_and_reasoning_u
 
 async def test_openai_cached_tokens_come_from_prompt_tokens_details(fake_llm) -> None:
     prompt = "again [[tag=ad-cached tokens=2 cached=5]]"
-    items = await collect(USER_ENDPOINT.stream(openai_call(fake_llm, [user(prompt)])))
+    items = await collect(USER_ENDPOINT, openai_call(fake_llm, [user(prompt)]))
     usage = items[-1]
     assert isinstance(usage, Usage)
     assert (usage.cached_tokens, usage.reasoning_tokens) == (5, None)
@@ -136,7 +138,7 @@ async def test_deepseek_tool_round_trip_sends_reasoning_back_only_on_the_tool_ca
         "weather? [[tag=ad-ds-tools reasoning=2 tool=get_weather,get_time require_reasoning=1]]"
     )
     first = await collect(
-        DEEPSEEK.stream(openai_call(fake_llm, [user(prompt)], extra={"tools": WEATHER_TOOLS}))
+        DEEPSEEK, openai_call(fake_llm, [user(prompt)], extra={"tools": WEATHER_TOOLS})
     )
     assert kinds(first) == ["Reasoning", "ToolCallDelta", "Finish", "Usage"]
     assert Finish("tool_calls") in first
@@ -150,18 +152,16 @@ async def test_deepseek_tool_round_trip_sends_reasoning_back_only_on_the_tool_ca
         "reasoning_content": reasoning,
     }
     results = [{"role": "tool", "tool_call_id": c["id"], "content": "sunny"} for c in calls]
-    second = await collect(
-        DEEPSEEK.stream(openai_call(fake_llm, [user(prompt), tool_turn, *results]))
-    )
+    second = await collect(DEEPSEEK, openai_call(fake_llm, [user(prompt), tool_turn, *results]))
     assert "".join(i for i in second if isinstance(i, str)) == "".join(expected_tokens(prompt))
     assert last_request(fake_llm, "ad-ds-tools")["reasoning_sent_back"] == [reasoning]
 
     # Without its reasoning the tool-call turn is refused, as DeepSeek refuses it.
     bare = {k: v for k, v in tool_turn.items() if k != "reasoning_content"}
     with pytest.raises(ProviderError, match="reasoning_content"):
-        await collect(USER_ENDPOINT.stream(openai_call(fake_llm, [user(prompt), bare, *results])))
+        await collect(USER_ENDPOINT, openai_call(fake_llm, [user(prompt), bare, *results]))
     # DeepSeek's adapter sends an empty one, which DeepSeek takes.
-    await collect(DEEPSEEK.stream(openai_call(fake_llm, [user(prompt), bare, *results])))
+    await collect(DEEPSEEK, openai_call(fake_llm, [user(prompt), bare, *results]))
     assert last_request(fake_llm, "ad-ds-tools")["reasoning_sent_back"] == [""]
 
     # A plain later turn: the earlier plain answer's reasoning (and any thinking blocks)
@@ -174,7 +174,7 @@ async def test_deepseek_tool_round_trip_sends_reasoning_back_only_on_the_tool_ca
     }
     follow_up = "thanks [[tag=ad-ds-plain tokens=2 require_reasoning=1]]"
     history = [user(prompt), tool_turn, *results, answer, user(follow_up)]
-    third = await collect(DEEPSEEK.stream(openai_call(fake_llm, history)))
+    third = await collect(DEEPSEEK, openai_call(fake_llm, history))
     assert third[-2] == Finish("stop")
     sent = last_request(fake_llm, "ad-ds-plain")
     assert sent["body"]["messages"][4] == {"role": "assistant", "content": "It is sunny."}
@@ -229,7 +229,7 @@ def test_a_stored_reasoning_effort_in_extra_is_mapped_not_passed_raw(fake_llm) -
 
 async def test_claude_streams_thinking_blocks_with_signature_then_text_and_usage(fake_llm) -> None:
     prompt = "think [[tag=ad-claude reasoning=3 redacted=1 tokens=4 cached=5 cache_write=6]]"
-    items = await collect(CLAUDE.stream(claude_call(fake_llm, [user(prompt)])))
+    items = await collect(CLAUDE, claude_call(fake_llm, [user(prompt)]))
 
     assert kinds(items) == ["Reasoning", "ThinkingBlock", "text", "Finish", "Usage"]
     thinking = expected_reasoning(prompt)
@@ -260,11 +260,10 @@ async def test_claude_tool_round_trip_sends_the_signed_thinking_back_unchanged(f
         "weather? [[tag=ad-claude-tools reasoning=2 tool=get_weather,get_time require_signature=1]]"
     )
     first = await collect(
-        CLAUDE.stream(
-            claude_call(
-                fake_llm, [user(prompt)], extra={"tools": WEATHER_TOOLS, "tool_choice": "auto"}
-            )
-        )
+        CLAUDE,
+        claude_call(
+            fake_llm, [user(prompt)], extra={"tools": WEATHER_TOOLS, "tool_choice": "auto"}
+        ),
     )
     assert kinds(first) == ["Reasoning", "ThinkingBlock", "ToolCallDelta", "Finish", "Usage"]
     assert Finish("tool_calls") in first
@@ -298,9 +297,7 @@ async def test_claude_tool_round_trip_sends_the_signed_thinking_back_unchanged(f
         "thinking_blocks": blocks,
     }
     results = [{"role": "tool", "tool_call_id": c["id"], "content": "sunny"} for c in calls]
-    second = await collect(
-        CLAUDE.stream(claude_call(fake_llm, [user(prompt), tool_turn, *results]))
-    )
+    second = await collect(CLAUDE, claude_call(fake_llm, [user(prompt), tool_turn, *results]))
     assert "".join(i for i in second if isinstance(i, str)) == "".join(expected_tokens(prompt))
     record = last_request(fake_llm, "ad-claude-tools")
     assert record["thinking_sent_back"] == blocks
@@ -322,7 +319,7 @@ async def test_claude_tool_round_trip_sends_the_signed_thinking_back_unchanged(f
     # Without the thinking block the turn is refused, as Anthropic refuses it.
     bare = {k: v for k, v in tool_turn.items() if k != "thinking_blocks"}
     with pytest.raises(ProviderError, match="thinking"):
-        await collect(CLAUDE.stream(claude_call(fake_llm, [user(prompt), bare, *results])))
+        await collect(CLAUDE, claude_call(fake_llm, [user(prompt), bare, *results]))
 
     # A plain later turn carries no thinking (nor reasoning text) of earlier plain answers.
     answer = {
@@ -333,9 +330,7 @@ async def test_claude_tool_round_trip_sends_the_signed_thinking_back_unchanged(f
     }
     follow_up = "thanks [[tag=ad-claude-plain tokens=2]]"
     await collect(
-        CLAUDE.stream(
-            claude_call(fake_llm, [user(prompt), tool_turn, *results, answer, user(follow_up)])
-        )
+        CLAUDE, claude_call(fake_llm, [user(prompt), tool_turn, *results, answer, user(follow_up)])
     )
     plain = last_request(fake_llm, "ad-claude-plain")
     assert plain["body"]["messages"][3] == {
@@ -388,7 +383,7 @@ async def test_reasoning_effort_maps_to_claude_thinking(
         temperature=0.3,
         extra={**extra, "tools": WEATHER_TOOLS, "tool_choice": "required", "stop": "END"},
     )
-    await collect(CLAUDE.stream(call))
+    await collect(CLAUDE, call)
     body = last_request(fake_llm, tag)["body"]
     assert {k: body[k] for k in ("thinking", "output_config") if k in body} == expected
     assert body["stop_sequences"] == ["END"]

@@ -4,23 +4,29 @@ into a real Redis stream, and the thinking blocks kept for stateless tool-use tu
 
 from __future__ import annotations
 
+import asyncio
 import uuid
-from collections.abc import AsyncGenerator, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from core.redis import sync_redis
 from core.streams import decode, stream_key
 from workers.generation.stream_writer import StreamWriter, publish_terminal
 from workers.generation.thinking import KeptBlocks, blocks_key, restore_blocks
-from workers.providers.base import Finish, Reasoning, StreamItem, ThinkingBlock, Usage
+from workers.providers.base import Emit, Finish, Reasoning, StreamItem, ThinkingBlock, Usage
 from workers.providers.tool_calls import ToolCallDelta
 
 BLOCK = {"type": "thinking", "thinking": "Two and two make four.", "signature": "sig=="}
 
 
-async def items_of(items: Iterable[StreamItem]) -> AsyncGenerator[StreamItem, None]:
-    """`items` as a provider's stream yields them."""
-    for item in items:
-        yield item
+def items_of(items: Iterable[StreamItem]) -> Callable[[Emit], Awaitable[None]]:
+    """A provider's stream that emits `items`, each in a read of its own."""
+
+    async def stream(emit: Emit) -> None:
+        for item in items:
+            emit(item)
+            await asyncio.sleep(0.001)
+
+    return stream
 
 
 def events(generation_id: str) -> list[tuple[str, dict]]:

@@ -6,20 +6,25 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import Awaitable, Callable
 
 from core.redis import sync_redis
 from core.streams import cancel_key, decode, stream_key
 from workers.generation.outcome import Cancelled
 from workers.generation.stream_writer import StreamWriter
-from workers.providers.base import StreamItem, Usage
+from workers.providers.base import Emit, Usage
 
 
-async def tokens(tag: str, count: int, delay: float) -> AsyncGenerator[StreamItem, None]:
-    for index in range(count):
-        yield f"{tag}-{index} "
-        await asyncio.sleep(delay)
-    yield Usage()
+def tokens(tag: str, count: int, delay: float) -> Callable[[Emit], Awaitable[None]]:
+    """A provider's stream of `count` tokens, `delay` apart."""
+
+    async def stream(emit: Emit) -> None:
+        for index in range(count):
+            emit(f"{tag}-{index} ")
+            await asyncio.sleep(delay)
+        emit(Usage())
+
+    return stream
 
 
 def written(generation_id: str) -> list[tuple[str, dict]]:

@@ -36,7 +36,7 @@ class StreamWrites:
         self._interval = interval
         self._writers: set[StreamWriter] = set()
         # Writes asked for now, and who waits for each.
-        self._now: list[tuple[StreamWriter, asyncio.Future[None]]] = []
+        self._now: list[tuple[StreamWriter, asyncio.Future[None] | None]] = []
         self._asked = asyncio.Event()
         self._clock: asyncio.Task[None] | None = None
 
@@ -48,9 +48,15 @@ class StreamWrites:
     def discard(self, writer: StreamWriter) -> None:
         self._writers.discard(writer)
 
+    def ask(self, writer: StreamWriter) -> None:
+        """Write what `writer` holds in the next pipeline, not at the next tick; the
+        cancel flag found lands on `writer.cancelled`, a failure on `writer.failure`."""
+        self._now.append((writer, None))
+        self._asked.set()
+        self._run()
+
     async def write_now(self, writer: StreamWriter) -> None:
-        """Write what `writer` holds in the next pipeline and wait for it; the cancel flag
-        found lands on `writer.cancelled`, a failure is raised."""
+        """`ask`, and wait for that pipeline; its failure is raised."""
         done = asyncio.get_running_loop().create_future()
         self._now.append((writer, done))
         self._asked.set()
@@ -80,7 +86,7 @@ class StreamWrites:
                 if batch:
                     await self._send(batch)
                 for writer, done in asked:
-                    if done.done():
+                    if done is None or done.done():
                         continue
                     if writer.failure is not None:
                         done.set_exception(writer.failure)

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncGenerator, Callable
-from contextlib import aclosing
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +30,7 @@ from workers.generation.stream_batch import Piece, StreamWrites, stream_writes
 from workers.generation.thinking import KeptBlocks
 from workers.providers import provider_for
 from workers.providers.base import (
+    Emit,
     Finish,
     ProviderCall,
     ProviderError,
@@ -102,6 +102,11 @@ class DeltaCoalescer:
             self._tool_calls = []
 
 
+class _Stop(Exception):
+    """Raised into the provider's stream to end it: the flush clock found the cancel
+    flag, or a write failed."""
+
+
 class StreamWriter:
     """Relays one generation's reply into `gen:{id}` and keeps what it relayed, which is
     also what gets stored. Runs on the chat worker's event loop (workers/event_loop.py)."""
@@ -111,7 +116,10 @@ class StreamWriter:
         self.deltas = DeltaCoalescer()
         # Set by the flush clock: a write found the cancel flag, or the write failed.
         self.cancelled = False
-        self.failure: Exception | None = None
+        self.failure: BaseException | None = None
+        self._writes: StreamWrites | None = None
+        self._after_first_token: Callable[[], None] | None = None
+        self._stored: asyncio.Future[None] | None = None
         self._parts: list[str] = []
         self._reasoning: list[str] = []
         self._blocks: list[dict[str, Any]] = []
@@ -122,84 +130,95 @@ class StreamWriter:
 
     async def relay(
         self,
-        items: AsyncGenerator[StreamItem, None],
+        stream: Callable[[Emit], Awaitable[None]],
         after_first_token: Callable[[], None] | None = None,
     ) -> Outcome:
-        """Relay `items` into the stream; the reply. Raises Cancelled or ReplyFailed, each
-        with the reply so far, which is all written. The first token (of reasoning or of
-        the reply) is written at once; `after_first_token` (blocking: a database write)
-        runs then, on a thread, off its path to the client. The rest waits for the flush
+        """Run `stream`, which emits the reply's items into `accept`; the reply. Raises
+        Cancelled or ReplyFailed, each with the reply so far, which is all written. The
+        first token (of reasoning or of the reply) is written at once, and
+        `after_first_token` (blocking: a database write) runs then, on a thread, off the
+        stream's path; what it raises ends the stream. The rest waits for the flush
         clock."""
-        writes = stream_writes()
+        self._writes = writes = stream_writes()
+        self._after_first_token = after_first_token
         writes.add(self)
         try:
-            return await self._relay(items, writes, after_first_token)
+            try:
+                await stream(self.accept)
+            except _Stop:
+                pass
+            except ProviderError as exc:
+                # What was already relayed is also what gets stored: write the tail first.
+                await writes.write_now(self)
+                await self._row_stored()
+                if self.failure is not None:
+                    raise self.failure from exc
+                raise ReplyFailed(exc, self.outcome()) from exc
+            await writes.write_now(self)
+            await self._row_stored()
+            if self.failure is not None:
+                raise self.failure
+            if self.cancelled:
+                raise Cancelled(self.outcome())
+            return self.outcome()
         finally:
             writes.discard(self)
 
-    async def _relay(
-        self,
-        items: AsyncGenerator[StreamItem, None],
-        writes: StreamWrites,
-        after_first_token: Callable[[], None] | None,
-    ) -> Outcome:
-        # Locals: this loop runs once per token.
-        deltas, parts, fragments = self.deltas, self._parts, self._fragments
-        try:
-            async with aclosing(items):
-                async for item in items:
-                    if self.cancelled or self.failure is not None:
-                        await self._stop(writes)
-                    # Reply text first: by far the most frequent item.
-                    if isinstance(item, str):
-                        # Dropped here, so the client is relayed exactly what is stored.
-                        item = storable_text(item)
-                        if not item:
-                            continue
-                        deltas.add_text(item)
-                        parts.append(item)
-                    elif isinstance(item, Reasoning):
-                        text = storable_text(item.text)
-                        if not text:
-                            continue
-                        deltas.add_reasoning(text)
-                        self._reasoning.append(text)
-                    elif isinstance(item, ToolCallDelta):
-                        deltas.add_tool_call(item.fragment)
-                        fragments.append(item.fragment)
-                    else:
-                        if isinstance(item, Usage):
-                            self._usage = item
-                        elif isinstance(item, Finish):
-                            self._finish_reason = item.reason
-                        elif isinstance(item, ThinkingBlock):
-                            # Its text came as Reasoning pieces: kept for a later turn only.
-                            self._blocks.append(item.block)
-                        continue
-                    if self._first_token_at is None:
-                        self._first_token_at = datetime.now(UTC)
-                        await writes.write_now(self)
-                        if after_first_token is not None:
-                            await asyncio.to_thread(after_first_token)
-                    elif deltas.full():
-                        await writes.write_now(self)
-            await writes.write_now(self)
-            if self.cancelled or self.failure is not None:
-                await self._stop(writes)
-        except ProviderError as exc:
-            # What was already relayed is also what gets stored: write the tail first.
-            await writes.write_now(self)
-            raise ReplyFailed(exc, self.outcome()) from exc
-        return self.outcome()
+    def accept(self, item: StreamItem) -> None:
+        """One item of the provider's stream, as it arrives; runs once per token."""
+        if self.cancelled or self.failure is not None:
+            raise _Stop
+        # Reply text first: by far the most frequent item.
+        if isinstance(item, str):
+            # Dropped here, so the client is relayed exactly what is stored.
+            item = storable_text(item)
+            if not item:
+                return
+            self.deltas.add_text(item)
+            self._parts.append(item)
+        elif isinstance(item, Reasoning):
+            text = storable_text(item.text)
+            if not text:
+                return
+            self.deltas.add_reasoning(text)
+            self._reasoning.append(text)
+        elif isinstance(item, ToolCallDelta):
+            self.deltas.add_tool_call(item.fragment)
+            self._fragments.append(item.fragment)
+        else:
+            if isinstance(item, Usage):
+                self._usage = item
+            elif isinstance(item, Finish):
+                self._finish_reason = item.reason
+            elif isinstance(item, ThinkingBlock):
+                # Its text came as Reasoning pieces: kept for a later turn only.
+                self._blocks.append(item.block)
+            return
+        assert self._writes is not None
+        if self._first_token_at is None:
+            self._first_token_at = datetime.now(UTC)
+            if self._after_first_token is None:
+                self._writes.ask(self)
+            else:
+                self._stored = asyncio.ensure_future(self._first_write(self._after_first_token))
+                self._stored.add_done_callback(self._row_failed)
+        elif self.deltas.full():
+            self._writes.ask(self)
 
-    async def _stop(self, writes: StreamWrites) -> None:
-        """Raise what the flush clock found: the write's failure, or Cancelled once what
-        is held is written too, so the client has all that gets stored."""
-        if self.failure is not None:
-            raise self.failure
-        if self.deltas.held:
-            await writes.write_now(self)
-        raise Cancelled(self.outcome())
+    async def _first_write(self, after_first_token: Callable[[], None]) -> None:
+        assert self._writes is not None
+        await self._writes.write_now(self)
+        await asyncio.to_thread(after_first_token)
+
+    def _row_failed(self, stored: asyncio.Future[None]) -> None:
+        if not stored.cancelled() and stored.exception() is not None:
+            self.failure = stored.exception()
+
+    async def _row_stored(self) -> None:
+        """Wait for the first write and `after_first_token`: the generation's end must not
+        be stored before its row. A failure is raised by the caller, from `failure`."""
+        if self._stored is not None:
+            await asyncio.wait([self._stored])
 
     def outcome(self) -> Outcome:
         return Outcome(
@@ -220,8 +239,12 @@ def stream_reply(
 ) -> Outcome:
     """Stream the provider's reply into `gen:{id}` on this process' event loop, and wait
     for it there (see StreamWriter.relay)."""
-    items = stream_with_retry(provider_for(generation.provider), call)
-    return event_loop.run(StreamWriter(str(generation.id)).relay(items, after_first_token))
+    provider = provider_for(generation.provider)
+
+    def stream(emit: Emit) -> Awaitable[None]:
+        return stream_with_retry(provider, call, emit)
+
+    return event_loop.run(StreamWriter(str(generation.id)).relay(stream, after_first_token))
 
 
 def publish_terminal(

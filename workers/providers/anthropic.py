@@ -5,11 +5,10 @@ for tool-use turns), typed stream events back to stream items, usage in parts.""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Any
 
 from workers.providers.base import (
+    Emit,
     Finish,
     HttpRequest,
     ProviderCall,
@@ -22,7 +21,8 @@ from workers.providers.base import (
     chunk_json,
     fetch_json,
 )
-from workers.providers.stream_client import sse_events
+from workers.providers.sse import EndOfStream
+from workers.providers.stream_client import sse_stream
 from workers.providers.tool_calls import ToolCallDelta
 
 API_VERSION = "2023-06-01"
@@ -76,24 +76,30 @@ class Anthropic:
         headers = {"x-api-key": call.api_key, "anthropic-version": API_VERSION}
         return build_request(call, "/v1/messages", headers, body)
 
-    async def stream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
+    async def stream(self, call: ProviderCall, emit: Emit) -> None:
         usage: dict[str, Any] = {}
         blocks: dict[int, dict[str, Any]] = {}  # open blocks by their index in the message
         tool_calls = 0
-        request = self._request(call, True)
-        async with aclosing(sse_events(request, call, self.name)) as events:
-            async for event, data in events:
-                payload = chunk_json(data)
-                kind = payload.get("type", event)
-                if kind == "message_start":
-                    usage.update((payload.get("message") or {}).get("usage") or {})
-                elif kind == "content_block_start":
-                    block = dict(payload.get("content_block") or {})
-                    blocks[payload.get("index", 0)] = block
-                    if block.get("type") == "tool_use":
-                        block["tool_index"] = tool_calls
-                        tool_calls += 1
-                        yield ToolCallDelta(
+
+        def on_event(event: str | None, data: bytes) -> None:
+            nonlocal tool_calls
+            payload = chunk_json(data)
+            kind = payload.get("type", event)
+            if kind == "content_block_delta":
+                block = blocks.get(payload.get("index", 0), {})
+                item = _delta_item(block, payload.get("delta") or {})
+                if item is not None:
+                    emit(item)
+            elif kind == "message_start":
+                usage.update((payload.get("message") or {}).get("usage") or {})
+            elif kind == "content_block_start":
+                block = dict(payload.get("content_block") or {})
+                blocks[payload.get("index", 0)] = block
+                if block.get("type") == "tool_use":
+                    block["tool_index"] = tool_calls
+                    tool_calls += 1
+                    emit(
+                        ToolCallDelta(
                             {
                                 "index": block["tool_index"],
                                 "id": block.get("id", ""),
@@ -101,30 +107,27 @@ class Anthropic:
                                 "function": {"name": block.get("name", ""), "arguments": ""},
                             }
                         )
-                    elif block.get("type") == "text" and block.get("text"):
-                        yield block["text"]
-                elif kind == "content_block_delta":
-                    block = blocks.get(payload.get("index", 0), {})
-                    item = _delta_item(block, payload.get("delta") or {})
-                    if item is not None:
-                        yield item
-                elif kind == "content_block_stop":
-                    block = blocks.pop(payload.get("index", 0), {})
-                    finished = _finished_thinking(block)
-                    if finished:
-                        yield finished
-                elif kind == "message_delta":
-                    # Cumulative counts: a later value replaces an earlier one.
-                    usage.update(payload.get("usage") or {})
-                    stop_reason = (payload.get("delta") or {}).get("stop_reason")
-                    if stop_reason:
-                        yield Finish(FINISH_REASONS.get(stop_reason, "stop"))
-                elif kind == "error":
-                    message = (payload.get("error") or {}).get("message", "stream error")
-                    raise ProviderError(f"anthropic: {message}")
-                elif kind == "message_stop":
-                    break
-        yield usage_of(usage)
+                    )
+                elif block.get("type") == "text" and block.get("text"):
+                    emit(block["text"])
+            elif kind == "content_block_stop":
+                finished = _finished_thinking(blocks.pop(payload.get("index", 0), {}))
+                if finished:
+                    emit(finished)
+            elif kind == "message_delta":
+                # Cumulative counts: a later value replaces an earlier one.
+                usage.update(payload.get("usage") or {})
+                stop_reason = (payload.get("delta") or {}).get("stop_reason")
+                if stop_reason:
+                    emit(Finish(FINISH_REASONS.get(stop_reason, "stop")))
+            elif kind == "error":
+                message = (payload.get("error") or {}).get("message", "stream error")
+                raise ProviderError(f"anthropic: {message}")
+            elif kind == "message_stop":
+                raise EndOfStream
+
+        await sse_stream(self._request(call, True), call, self.name, on_event)
+        emit(usage_of(usage))
 
     def complete(self, call: ProviderCall) -> tuple[str, Usage]:
         """The reply's text only (thinking is left out: titles are made from this)."""

@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Protocol
@@ -103,11 +102,16 @@ class ProviderError(Exception):
         self.retryable = retryable
 
 
+# Takes a stream's items one by one, synchronously, as the provider's bytes arrive.
+Emit = Callable[[StreamItem], None]
+
+
 class Provider(Protocol):
-    def stream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
-        """Text deltas and tool-call fragments in order, a `Finish` when the provider
+    async def stream(self, call: ProviderCall, emit: Emit) -> None:
+        """Emit text deltas and tool-call fragments in order, a `Finish` when the provider
         names one, then one `Usage` (fields None when the provider gave none). Runs on
-        the chat worker's event loop (workers/event_loop.py)."""
+        the chat worker's event loop (workers/event_loop.py); what `emit` raises ends
+        the stream and passes through."""
         ...
 
     def complete(self, call: ProviderCall) -> tuple[str, Usage]: ...
@@ -215,20 +219,20 @@ def chunk_json(data: bytes) -> dict:
     return chunk
 
 
-async def stream_with_retry(
-    provider: Provider, call: ProviderCall
-) -> AsyncGenerator[StreamItem, None]:
+async def stream_with_retry(provider: Provider, call: ProviderCall, emit: Emit) -> None:
     """Retry transient failures with backoff, but only before the first token (of text,
     reasoning or a tool call): after it, a retry would repeat what the client already has."""
+    started = False
+
+    def forward(item: StreamItem) -> None:
+        nonlocal started
+        if not started and isinstance(item, str | Reasoning | ThinkingBlock | ToolCallDelta):
+            started = True
+        emit(item)
+
     for attempt in range(RETRY_ATTEMPTS):
-        started = False
         try:
-            async with aclosing(provider.stream(call)) as items:
-                async for item in items:
-                    started = started or isinstance(
-                        item, str | Reasoning | ThinkingBlock | ToolCallDelta
-                    )
-                    yield item
+            await provider.stream(call, forward)
             return
         except ProviderError as exc:
             if started or not exc.retryable or attempt == RETRY_ATTEMPTS - 1:

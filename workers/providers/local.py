@@ -4,9 +4,8 @@ so a fresh install streams end to end without any account anywhere."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
 
-from workers.providers.base import ProviderCall, Usage
+from workers.providers.base import Emit, ProviderCall, Usage
 
 # Slow enough that a person running `curl -N` sees the tokens arrive.
 TOKEN_DELAY_SECONDS = 0.03
@@ -28,12 +27,12 @@ def _reply(call: ProviderCall) -> str:
 class Local:
     name = "local"
 
-    async def stream(self, call: ProviderCall) -> AsyncGenerator[str | Usage, None]:
+    async def stream(self, call: ProviderCall, emit: Emit) -> None:
         words = _reply(call).split(" ")
         for index, word in enumerate(words):
-            yield word if index == 0 else " " + word
+            emit(word if index == 0 else " " + word)
             await asyncio.sleep(TOKEN_DELAY_SECONDS)
-        yield Usage()
+        emit(Usage())
 
     def complete(self, call: ProviderCall) -> tuple[str, Usage]:
         return _reply(call), Usage()

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
-from contextlib import aclosing
 from typing import Any
 
 from workers.providers.base import (
+    Emit,
     Finish,
     HttpRequest,
     ProviderCall,
     ProviderError,
     Reasoning,
-    StreamItem,
     Usage,
     build_request,
     chunk_json,
     fetch_json,
 )
-from workers.providers.stream_client import sse_events
+from workers.providers.sse import EndOfStream
+from workers.providers.stream_client import sse_stream
 from workers.providers.tool_calls import ToolCallDelta
 
 # Providers whose Thinking Mode is switched by a `thinking: {"type"}` object and whose
@@ -88,30 +87,32 @@ class OpenAICompatible:
                 out["reasoning_content"] = ""
         return out
 
-    async def stream(self, call: ProviderCall) -> AsyncGenerator[StreamItem, None]:
+    async def stream(self, call: ProviderCall, emit: Emit) -> None:
         usage = Usage()
-        request = self._request(call, True)
-        async with aclosing(sse_events(request, call, self.name)) as events:
-            async for _, data in events:
-                if data == b"[DONE]":
-                    break
-                chunk = chunk_json(data)
-                if "error" in chunk:
-                    raise ProviderError(self._chunk_error(chunk, call))
-                if isinstance(chunk.get("usage"), dict):
-                    usage = usage_of(chunk["usage"])
-                for choice in chunk.get("choices") or []:
-                    delta = choice.get("delta") or {}
-                    reasoning = reasoning_of(delta)
-                    if reasoning:
-                        yield Reasoning(reasoning)
-                    if delta.get("content"):
-                        yield delta["content"]
-                    for raw in delta.get("tool_calls") or []:
-                        yield ToolCallDelta.from_openai(raw)
-                    if choice.get("finish_reason"):
-                        yield Finish(choice["finish_reason"])
-        yield usage
+
+        def on_event(_: str | None, data: bytes) -> None:
+            nonlocal usage
+            if data == b"[DONE]":
+                raise EndOfStream
+            chunk = chunk_json(data)
+            if "error" in chunk:
+                raise ProviderError(self._chunk_error(chunk, call))
+            if isinstance(chunk.get("usage"), dict):
+                usage = usage_of(chunk["usage"])
+            for choice in chunk.get("choices") or ():
+                delta = choice.get("delta") or {}
+                reasoning = reasoning_of(delta)
+                if reasoning:
+                    emit(Reasoning(reasoning))
+                if delta.get("content"):
+                    emit(delta["content"])
+                for raw in delta.get("tool_calls") or ():
+                    emit(ToolCallDelta.from_openai(raw))
+                if choice.get("finish_reason"):
+                    emit(Finish(choice["finish_reason"]))
+
+        await sse_stream(self._request(call, True), call, self.name, on_event)
+        emit(usage)
 
     def complete(self, call: ProviderCall) -> tuple[str, Usage]:
         """The reply's text only (its reasoning is left out: titles are made from this)."""

@@ -9,14 +9,14 @@ client's (workers/providers/base.py).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import Callable
 
 import aiohttp
 
 from core.config import settings
 from workers.event_loop import loop_local
 from workers.providers.base import HttpRequest, ProviderCall, status_error, transport_error
-from workers.providers.sse import Event, SseDecoder
+from workers.providers.sse import EndOfStream, SseDecoder
 
 # Between-chunk read timeout: a stalled upstream fails the generation instead of hanging it.
 TIMEOUT = aiohttp.ClientTimeout(
@@ -33,10 +33,16 @@ def http_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=connector, timeout=TIMEOUT, trust_env=False)
 
 
-async def sse_events(
-    request: HttpRequest, call: ProviderCall, provider: str
-) -> AsyncGenerator[Event, None]:
-    """The events of a provider's streamed answer; its failures as ProviderError."""
+async def sse_stream(
+    request: HttpRequest,
+    call: ProviderCall,
+    provider: str,
+    on_event: Callable[[str | None, bytes], None],
+) -> None:
+    """Send `request` and hand each event of the streamed answer to `on_event` as its
+    bytes arrive, synchronously: a token costs one read of the socket, no coroutine of
+    its own. What `on_event` raises ends the stream and passes through (EndOfStream
+    ends it quietly); the answer's failures come as ProviderError."""
     try:
         async with http_session().post(
             request.url,
@@ -50,10 +56,12 @@ async def sse_events(
                 raise status_error(response.status, body, call, provider)
             decoder = SseDecoder()
             async for chunk in response.content.iter_any():
-                for event in decoder.feed(chunk):
-                    yield event
-            for event in decoder.end():
-                yield event
+                for event, data in decoder.feed(chunk):
+                    on_event(event, data)
+            for event, data in decoder.end():
+                on_event(event, data)
+    except EndOfStream:
+        return
     except TimeoutError as exc:
         raise transport_error("timeout", call, provider) from exc
     except aiohttp.ClientConnectorError as exc:
