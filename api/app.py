@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from anyio import to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
@@ -38,6 +39,7 @@ from core.config import Settings, settings
 from core.db import async_engine
 from core.logging import configure_logging
 from core.redis import blocking_redis, redis_client
+from core.security import dummy_password_hash
 from core.user_events import subscribe
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -77,6 +79,8 @@ TAGS = [
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    # Before the first sign-in, so an unknown email never costs more than a known one.
+    await to_thread.run_sync(dummy_password_hash)
     yield
     await close_plugin_client()
     await redis_client().aclose()

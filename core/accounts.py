@@ -22,7 +22,7 @@ from sqlalchemy.orm import selectinload
 from core.auth_sessions import revoke_user_sessions
 from core.errors import Conflict
 from core.quota import first_period
-from core.security import DUMMY_PASSWORD_HASH, password_hasher
+from core.security import dummy_password_hash, password_hasher
 from core.user_events import user_created
 from models import OAuthIdentity, User
 
@@ -71,7 +71,7 @@ async def hash_password(password: str) -> str:
 def _verify_and_update(password: str, password_hash: str | None) -> tuple[bool, str | None]:
     if password_hash is None or not is_known_password_hash(password_hash):
         # No hash (unknown email, external-only account) costs the same as a wrong password.
-        password_hasher.verify(password, DUMMY_PASSWORD_HASH)
+        password_hasher.verify(password, dummy_password_hash())
         return False, None
     return password_hasher.verify_and_update(password, password_hash)
 

@@ -13,6 +13,7 @@ import secrets
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Literal
 
 import jwt
@@ -46,8 +47,14 @@ class LegacyBcryptHasher(BcryptHasher):
 # Argon2id hashes every new password; a verified hash of any other kind (or of older Argon2
 # parameters) comes back from `verify_and_update` with its Argon2id replacement.
 password_hasher = PasswordHash((Argon2Hasher(), LegacyBcryptHasher()))
-# Verified when the email is unknown so both failures cost the same time.
-DUMMY_PASSWORD_HASH = password_hasher.hash(secrets.token_urlsafe(16))
+
+
+@cache
+def dummy_password_hash() -> str:
+    """Verified when the email is unknown so both failures cost the same time. Made on
+    first use, not at import: an Argon2 hash takes 64 MiB, and the workers never sign
+    anyone in."""
+    return password_hasher.hash(secrets.token_urlsafe(16))
 
 
 @dataclass(frozen=True, slots=True)
