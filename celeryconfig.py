@@ -10,6 +10,9 @@ from kombu import Queue
 from core.config import settings
 
 broker_url = settings.celery_broker_url
+if broker_url.startswith("redis://"):
+    # kombu's Redis transport, less its new client object per received task and ack.
+    broker_transport = "workers.broker:Transport"
 broker_connection_retry_on_startup = True
 # Redis redelivers an unacknowledged task after this; it must exceed the longest
 # generation or a still-running task would be handed to a second worker.
