@@ -40,7 +40,8 @@ OnEvent = Callable[[str | None, bytes], None]
 PoolKey = tuple[str, str, int, str | None]
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.([01]) ([1-9][0-9][0-9])(?: .*)?", re.DOTALL)
-_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;.*)?", re.DOTALL)
+# A chunk-size line, extensions and line end included: one match per chunk, the hot path.
+_CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,15})[ \t]*(?:;[^\n]*)?\r?\n")
 # A header name or value that could end its line would smuggle in headers of its own.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _UNSAFE = re.compile(r"[\r\n\0]")
@@ -384,13 +385,26 @@ class _Connection(asyncio.Protocol):
         end = len(data)
         while pos < end:
             if self._state == _CHUNK_DATA:
-                stop = min(pos + self._left, end)
+                stop = pos + self._left
                 body.append(data[pos:stop])
-                self._left -= stop - pos
-                pos = stop
-                if not self._left:
+                if stop > end:
+                    self._left = stop - end
+                    break
+                pos, self._left = stop, 0
+                # The CRLF after the data mostly came with it: no trip through the lines.
+                if data.startswith(b"\r\n", pos):
+                    pos += 2
+                    self._state = _CHUNK_SIZE_LINE
+                else:
                     self._state = _CHUNK_END
                 continue
+            if self._state == _CHUNK_SIZE_LINE:
+                size = _CHUNK_SIZE.match(data, pos)
+                if size is not None:
+                    pos = size.end()
+                    self._left = int(size[1], 16)
+                    self._state = _CHUNK_DATA if self._left else _TRAILER
+                    continue
             newline = data.find(b"\n", pos)
             if newline < 0:
                 if end - pos > LINE_BYTES:
@@ -399,15 +413,10 @@ class _Connection(asyncio.Protocol):
                 break
             line = data[pos:newline].rstrip(b"\r")
             pos = newline + 1
-            if self._state == _CHUNK_SIZE_LINE:
-                size = _CHUNK_SIZE.fullmatch(line)
-                if size is None:
-                    raise TransportFailure("broken")
-                self._left = int(size[1], 16)
-                self._state = _CHUNK_DATA if self._left else _TRAILER
-            elif self._state == _CHUNK_END:
-                if line:
-                    raise TransportFailure("broken")
+            # A whole line that is no chunk size, or text where the data's CRLF belongs.
+            if self._state == _CHUNK_SIZE_LINE or (self._state == _CHUNK_END and line):
+                raise TransportFailure("broken")
+            if self._state == _CHUNK_END:
                 self._state = _CHUNK_SIZE_LINE
             elif not line:
                 # The blank line after the last chunk's trailers: the body ended.
