@@ -9,6 +9,11 @@ from __future__ import annotations
 Event = tuple[str | None, bytes]
 
 
+class EndOfStream(Exception):
+    """Raised by an event handler once the events it needs are in; the rest of the body
+    is not read."""
+
+
 class SseDecoder:
     """Fed the body's chunks, cut anywhere (inside a line, between a CR and its LF);
     hands back each whole event as `(event name or None, data)`."""
