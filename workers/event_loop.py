@@ -8,8 +8,8 @@ waits). Per token, that is one socket read among all of the process' streams
 instead of a thread woken per token and queued for the GIL; the Redis writes of
 all of them share pipelines (workers/generation/stream_batch.py).
 
-`loop_local` gives each loop its own clients (an aiohttp session, an async Redis
-client), which must never cross loops; a test's own loop gets its own as well.
+`loop_local` gives each loop its own clients (its idle provider connections, an async
+Redis client), which must never cross loops; a test's own loop gets its own as well.
 """
 
 from __future__ import annotations

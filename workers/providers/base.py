@@ -120,7 +120,7 @@ class Provider(Protocol):
 @dataclass(frozen=True)
 class HttpRequest:
     """A provider request, sent by the sync client (a non-streaming call) or by the
-    chat worker's streaming client (workers/providers/stream_client.py)."""
+    chat worker's streaming client (workers/providers/sse_transport.py)."""
 
     url: str
     headers: dict[str, str]

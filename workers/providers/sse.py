@@ -55,8 +55,3 @@ class SseDecoder:
             return []
         event, self._event, self._data = (self._event, b"\n".join(self._data)), None, []
         return [event]
-
-
-class EndOfStream(Exception):
-    """Raised by an event handler once the events it needs are in; the rest of the body
-    is not read."""

@@ -1,8 +1,9 @@
 """A provider's streamed answer read by an HTTP/1.1 client in the transport's own callback.
 
-With aiohttp, each chunk of a stream (one per token) wakes its StreamReader's future,
-reschedules the read timeout's timer and resumes the coroutine that reads the body:
-a large share of the chat worker's CPU per token. Here the protocol's `data_received`
+With aiohttp (which this replaced), each chunk of a stream (one per token) woke its
+StreamReader's future, rescheduled the read timeout's timer and resumed the coroutine
+that read the body: a large share of the chat worker's CPU per token (21-25 us a
+token against 12-14 here, measured with 100 paced streams). Here the protocol's `data_received`
 decodes the response and hands each server-sent event to a callback on the spot; per
 chunk there is no future, no task switch and no timer. The read timeout is one timer
 per request that re-arms itself from the time of the last data.
@@ -31,8 +32,8 @@ ERROR_BODY_BYTES = 64 * 1024
 # Beyond these, what answers is not an HTTP server worth reading.
 HEAD_BYTES = 64 * 1024
 LINE_BYTES = 4096
-# As the aiohttp session's keep-alive (stream_client.py): the longer a connection idles,
-# the likelier the server closes it just as a request goes out on it.
+# The longer a connection idles, the likelier the server closes it just as a request
+# goes out on it.
 IDLE_SECONDS = 30.0
 
 OnEvent = Callable[[str | None, bytes], None]
