@@ -2,8 +2,8 @@
 pipeline per tick.
 
 Every DELTA_FLUSH_SECONDS, whatever each stream holds (workers/generation/stream_writer.py)
-is appended to its `gen:{id}` and its cancel flag read, for all streams in one round
-trip. A write that cannot wait for the tick (a first token, a stream's end, text past
+is appended to its `gen:{id}` and its cancel flag read, for all streams in one script
+call. A write that cannot wait for the tick (a first token, a stream's end, text past
 DELTA_FLUSH_CHARS) asks for one now; those that come while a pipeline is in flight go
 out together in the next. One pipeline per tick instead of one per stream and interval
 costs the worker, Redis and the API's stream hub (whose reads wake once per pipeline
@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from redis.maint_notifications import MaintNotificationsConfig
 
 from core.config import settings
-from core.redis import COMMAND_TIMEOUT, as_fields
+from core.redis import COMMAND_TIMEOUT
 from core.streams import DELTA_FLUSH_SECONDS, encode
 from workers.event_loop import loop_local
 
@@ -29,10 +29,30 @@ if TYPE_CHECKING:
 
 Piece = tuple[str, dict[str, Any]]
 
+# One command a tick, not two per stream: redis-py's cost is per command (packing, a
+# timeout around each reply), far more than Redis's own. KEYS: each stream and its
+# cancel flag; ARGV: for each stream, its count of entries, then each entry's event and
+# data. Replies each stream's flag, read after its entries are in.
+WRITE_SCRIPT = """
+local flags = {}
+local at = 1
+for i = 1, #KEYS, 2 do
+  local count = tonumber(ARGV[at])
+  at = at + 1
+  for _ = 1, count do
+    redis.call('XADD', KEYS[i], '*', 'event', ARGV[at], 'data', ARGV[at + 1])
+    at = at + 2
+  end
+  flags[#flags + 1] = redis.call('EXISTS', KEYS[i + 1])
+end
+return flags
+"""
+
 
 class StreamWrites:
     def __init__(self, redis: aioredis.Redis, interval: float = DELTA_FLUSH_SECONDS) -> None:
         self._redis = redis
+        self._script = redis.register_script(WRITE_SCRIPT)
         self._interval = interval
         self._writers: set[StreamWriter] = set()
         # Writes asked for now, and who waits for each.
@@ -97,27 +117,25 @@ class StreamWrites:
 
     async def _send(self, batch: set[StreamWriter]) -> None:
         writers = list(batch)
-        pipe = self._redis.pipeline(transaction=False)
-        counts = []
+        keys: list[str] = []
+        args: list[str | int] = []
         for writer in writers:
             pieces = writer.deltas.take()
+            keys += (writer.key, writer.flag)
+            args.append(len(pieces))
             for event, data in pieces:
-                pipe.xadd(writer.key, as_fields(encode(event, data)))
-            pipe.exists(writer.flag)
-            counts.append(len(pieces))
+                fields = encode(event, data)
+                args += (fields["event"], fields["data"])
         try:
-            replies = await pipe.execute()
+            flags = await self._script(keys=keys, args=args, client=self._redis)
         # Not hidden: each stream of the batch raises it (its generation then fails with it).
         except Exception as exc:
             for writer in writers:
                 writer.failure = exc
             return
-        position = 0
-        for writer, count in zip(writers, counts, strict=True):
-            position += count
-            if replies[position]:
+        for writer, flagged in zip(writers, flags, strict=True):
+            if flagged:
                 writer.cancelled = True
-            position += 1
 
 
 @loop_local
