@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from workers.event_loop import event_loop
+from workers.providers import sse_transport
 from workers.providers.base import HttpRequest
 from workers.providers.sse import EndOfStream
 from workers.providers.sse_transport import (
@@ -49,6 +50,9 @@ class Upstream:
         self.answers = list(answers)
         self.tls = tls
         self.connections = 0
+        # The connections' numbers (1 for the first accepted) as each one ends: the
+        # client closed it, or the answers ran out.
+        self.ended: list[int] = []
         self.requests: list[bytes] = []
         self.port = 0
         # Set on the way out: a stalled answer ends, the connections close.
@@ -76,6 +80,7 @@ class Upstream:
         assert task is not None
         self._handlers.append((task, writer))
         self.connections += 1
+        number = self.connections
         try:
             while self.answers and not writer.is_closing():
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -87,6 +92,7 @@ class Upstream:
             pass  # the client went away: what some tests are about
         finally:
             writer.close()
+            self.ended.append(number)
 
 
 def respond(*pieces: bytes, then_stall: bool = False) -> Answer:
@@ -141,6 +147,8 @@ EVENTS: list[Event] = [
     ("delta", b'{"choices":[{"delta":{"content":"lo"}}]}'),
     (None, b"[DONE]"),
 ]
+# All the events, not yet the chunked body's end.
+UNENDED = CHUNKED_HEAD + chunk(FIRST) + chunk(SECOND) + chunk(THIRD)
 
 
 def request(url: str, **headers: str) -> HttpRequest:
@@ -304,7 +312,7 @@ async def test_a_refused_connection() -> None:
     assert raised.value.kind == "connect"
 
 
-async def test_end_of_stream_stops_reading_and_returns() -> None:
+async def test_end_of_stream_returns_at_once() -> None:
     def enough(event: Event) -> None:
         if event[0] == "delta":
             raise EndOfStream
@@ -313,9 +321,96 @@ async def test_end_of_stream_stops_reading_and_returns() -> None:
     first = respond(CHUNKED_HEAD + chunk(FIRST) + chunk(SECOND), then_stall=True)
     async with Upstream(first, respond(CHUNKED_HEAD + chunked(THIRD))) as upstream:
         assert await events_of(upstream.url(), handler=enough) == EVENTS[:2]
-        # The rest of that answer was never read: the next request takes a new connection.
+        # That answer has not ended: its connection, still draining, is not the next
+        # request's.
         assert await events_of(upstream.url()) == EVENTS[2:]
     assert upstream.connections == 2
+
+
+def end_at_done(event: Event) -> None:
+    """As the OpenAI adapter's handler: everything is in at [DONE]."""
+    if event[1] == b"[DONE]":
+        raise EndOfStream
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    async with asyncio.timeout(5):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def test_a_connection_drained_after_the_call_returned_is_reused() -> None:
+    terminated = asyncio.Event()
+
+    # The body's end a segment of its own, behind an event no handler should see.
+    async def answer(upstream: Upstream, writer: asyncio.StreamWriter) -> None:
+        writer.write(UNENDED)
+        await asyncio.sleep(0.05)
+        terminated.set()
+        writer.write(chunked(FIRST))
+
+    async with Upstream(answer, respond(CHUNKED_HEAD + chunked(THIRD))) as upstream:
+        events = await events_of(upstream.url(), handler=end_at_done)
+        assert not terminated.is_set()
+        await terminated.wait()
+        # The body's end on its way to the client.
+        await asyncio.sleep(0.05)
+        assert await events_of(upstream.url()) == EVENTS[2:]
+    assert events == EVENTS
+    assert upstream.connections == 1
+    assert len(upstream.requests) == 2
+
+
+@pytest.mark.parametrize("framing", ["chunked", "length"])
+async def test_a_connection_drained_in_the_same_read_is_reused(framing: str) -> None:
+    body = FIRST + SECOND + THIRD
+    response = {
+        "chunked": CHUNKED_HEAD + chunked(FIRST, SECOND, THIRD),
+        "length": SSE_HEAD + b"Content-Length: %d\r\n\r\n" % len(body) + body,
+    }[framing]
+    async with Upstream(respond(response), respond(response)) as upstream:
+        assert await events_of(upstream.url(), handler=end_at_done) == EVENTS
+        assert await events_of(upstream.url(), handler=end_at_done) == EVENTS
+    assert upstream.connections == 1
+
+
+async def test_a_connection_not_drained_by_the_deadline_is_closed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(sse_transport, "DRAIN_SECONDS", 0.3)
+    loop = asyncio.get_running_loop()
+    async with Upstream(respond(UNENDED), respond(CHUNKED_HEAD + chunked(THIRD))) as upstream:
+        assert await events_of(upstream.url(), handler=end_at_done) == EVENTS
+        returned = loop.time()
+        assert await events_of(upstream.url()) == EVENTS[2:]
+        assert upstream.connections == 2
+        await until(lambda: 1 in upstream.ended)
+        # Not the read timeout (5 s) nor before the deadline (timers may round to the ms).
+        assert 0.29 <= loop.time() - returned < 4
+
+
+@pytest.mark.parametrize("pause", [0.0, 0.05], ids=["with-the-events", "later"])
+async def test_a_server_that_closes_mid_drain(pause: float) -> None:
+    async def answer(upstream: Upstream, writer: asyncio.StreamWriter) -> None:
+        writer.write(UNENDED)
+        await asyncio.sleep(pause)
+        writer.close()
+
+    loop = asyncio.get_running_loop()
+    reported: list[dict[str, Any]] = []
+    handler = loop.get_exception_handler()
+    loop.set_exception_handler(lambda _, context: reported.append(context))
+    try:
+        async with Upstream(answer, respond(CHUNKED_HEAD + chunked(THIRD))) as upstream:
+            assert await events_of(upstream.url(), handler=end_at_done) == EVENTS
+            await until(lambda: 1 in upstream.ended)
+            # The close on its way to the client.
+            await asyncio.sleep(0.05)
+            assert await events_of(upstream.url()) == EVENTS[2:]
+    finally:
+        loop.set_exception_handler(handler)
+    assert upstream.connections == 2
+    assert reported == []
 
 
 @pytest.mark.parametrize(
@@ -438,7 +533,7 @@ async def test_tls_to_a_pinned_address_checks_the_real_name(tmp_path: Path) -> N
     assert all(f"\r\nHost: {name}\r\n".encode() in sent for sent in upstream.requests)
 
 
-def test_the_same_on_the_chat_workers_loop(tmp_path: Path) -> None:
+def test_the_same_on_the_chat_workers_loop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The worker's loop is uvloop (workers/event_loop.py), whose transports and timers
     are not asyncio's own: the main cases once more, on that loop's thread."""
 
@@ -450,7 +545,12 @@ def test_the_same_on_the_chat_workers_loop(tmp_path: Path) -> None:
         await test_data_keeps_a_slow_stream_alive_past_the_read_timeout()
         await test_a_server_that_closes_before_the_end_breaks_the_stream(CHUNKED_HEAD)
         await test_a_refused_connection()
-        await test_end_of_stream_stops_reading_and_returns()
+        await test_end_of_stream_returns_at_once()
+        await test_a_connection_drained_after_the_call_returned_is_reused()
+        await test_a_connection_drained_in_the_same_read_is_reused("chunked")
+        await test_a_connection_not_drained_by_the_deadline_is_closed(monkeypatch)
+        await test_a_server_that_closes_mid_drain(0.0)
+        await test_a_server_that_closes_mid_drain(0.05)
         await test_a_kept_alive_connection_serves_the_next_requests()
         await test_a_request_on_a_connection_the_server_just_dropped_goes_out_again()
         await test_tls_to_a_pinned_address_checks_the_real_name(tmp_path)

@@ -10,8 +10,8 @@ Event = tuple[str | None, bytes]
 
 
 class EndOfStream(Exception):
-    """Raised by an event handler once the events it needs are in; the rest of the body
-    is not read."""
+    """Raised by an event handler once the events it needs are in; it is handed no more
+    of the body."""
 
 
 class SseDecoder:

@@ -11,6 +11,11 @@ per request that re-arms itself from the time of the last data.
 Like the other clients (workers/providers/base.py): no redirects, no proxies, the
 pinned address of a user endpoint. No content coding either: no Accept-Encoding is
 sent. A connection whose answer ended cleanly waits in its event loop's idle pool.
+
+A handler's EndOfStream returns the call at once, but the connection reads the rest of
+the body (mostly the chunked terminator, in the same or the next segment) for a few
+seconds before it joins the pool: a new connection to a provider costs TCP and TLS
+handshakes, several round trips ahead of the next generation's first token.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import asyncio
 import re
 import ssl
 from collections.abc import Callable
+from contextlib import suppress
 from functools import cache
 from typing import Literal, cast
 from urllib.parse import urlsplit
@@ -35,6 +41,8 @@ LINE_BYTES = 4096
 # The longer a connection idles, the likelier the server closes it just as a request
 # goes out on it.
 IDLE_SECONDS = 30.0
+# How long a connection, once its caller has all it needs, may take to end the body.
+DRAIN_SECONDS = 2.0
 
 OnEvent = Callable[[str | None, bytes], None]
 # scheme, host, port, TLS server name
@@ -78,7 +86,8 @@ async def post_sse(
 ) -> None:
     """POST `request` and call `on_event(event name or None, data)` for each event of the
     answer, from the socket's callback. An exception of `on_event` comes out of here as
-    it is, save EndOfStream: that one ends the call normally, the rest left unread."""
+    it is, save EndOfStream: that one ends the call normally, and `on_event` is called
+    no more (the connection still reads the rest of the body, after this returns)."""
     url = urlsplit(request.url)
     if url.scheme not in ("http", "https") or not url.hostname:
         raise ValueError(f"Not an http(s) URL: {request.url!r}")
@@ -88,7 +97,7 @@ async def post_sse(
     connection = _idle_connection(key)
     if connection is not None:
         try:
-            await _exchange(key, connection, head + request.body, on_event, read_timeout)
+            await _exchange(connection, head + request.body, on_event, read_timeout)
             return
         except TransportFailure as exc:
             # The server closed the idle connection as the request went out: it never
@@ -96,7 +105,7 @@ async def post_sse(
             if exc.kind != "broken" or connection.answered:
                 raise
     connection = await _connect(key, connect_timeout)
-    await _exchange(key, connection, head + request.body, on_event, read_timeout)
+    await _exchange(connection, head + request.body, on_event, read_timeout)
 
 
 @cache
@@ -141,10 +150,11 @@ def _idle_connection(key: PoolKey) -> _Connection | None:
 async def _connect(key: PoolKey, connect_timeout: float) -> _Connection:
     scheme, host, port, tls_name = key
     loop = asyncio.get_running_loop()
+    pool = _idle_pool()
     try:
         async with asyncio.timeout(connect_timeout):
             _, connection = await loop.create_connection(
-                lambda: _Connection(loop),
+                lambda: _Connection(loop, pool, key),
                 host,
                 port,
                 ssl=tls_context() if scheme == "https" else None,
@@ -157,16 +167,16 @@ async def _connect(key: PoolKey, connect_timeout: float) -> _Connection:
 
 
 async def _exchange(
-    key: PoolKey, connection: _Connection, message: bytes, on_event: OnEvent, timeout: float
+    connection: _Connection, message: bytes, on_event: OnEvent, timeout: float
 ) -> None:
     try:
         await connection.send(message, on_event, timeout)
     finally:
-        # Only an answer read to its end leaves the connection ready for the next one.
-        if connection.reusable:
-            connection.park(_idle_pool(), key)
-        else:
-            connection.close()
+        connection.release()
+
+
+def _ignore(event: str | None, data: bytes) -> None:
+    """The events of a body read after its caller had all it needed."""
 
 
 class _Connection(asyncio.Protocol):
@@ -174,8 +184,15 @@ class _Connection(asyncio.Protocol):
 
     _on_event: OnEvent
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        pool: dict[PoolKey, list[_Connection]],
+        key: PoolKey,
+    ) -> None:
         self._loop = loop
+        self._pool = pool
+        self._key = key
         self._transport: asyncio.Transport | None = None
         self._done: asyncio.Future[None] | None = None
         self._decoder = SseDecoder()
@@ -188,8 +205,13 @@ class _Connection(asyncio.Protocol):
         self._timeout = 0.0
         self._last_data = 0.0
         self._watchdog: asyncio.TimerHandle | None = None
-        self._pool: dict[PoolKey, list[_Connection]] | None = None
-        self._pool_key: PoolKey | None = None
+        # From the handler's EndOfStream to the body's end: the caller is answered, the
+        # body read on for the connection's sake.
+        self._draining = False
+        # Set while the drain runs on after its caller let go: the drain's end decides
+        # whether the connection waits in the pool or closes.
+        self._drain_deadline: asyncio.TimerHandle | None = None
+        # Set while the connection waits in the pool.
         self._idle_timer: asyncio.TimerHandle | None = None
         self.answered = False
         self.reusable = False
@@ -213,25 +235,33 @@ class _Connection(asyncio.Protocol):
         self._transport.write(message)
         return self._done
 
-    def park(self, pool: dict[PoolKey, list[_Connection]], key: PoolKey) -> None:
-        pool.setdefault(key, []).append(self)
-        self._pool, self._pool_key = pool, key
+    def release(self) -> None:
+        """Its caller is done with the answer, which may still be under way."""
+        # Only an answer read to its end leaves the connection ready for the next one.
+        if self.reusable:
+            self.park()
+        elif self._draining and self._keep_alive:
+            self._drain_deadline = self._loop.call_later(DRAIN_SECONDS, self.close)
+        else:
+            self.close()
+
+    def park(self) -> None:
+        self._pool.setdefault(self._key, []).append(self)
         self._idle_timer = self._loop.call_later(IDLE_SECONDS, self.close)
 
     def unpark(self) -> None:
-        if self._pool is None or self._pool_key is None:
+        if self._idle_timer is None:
             return
-        idle = self._pool[self._pool_key]
+        self._idle_timer.cancel()
+        self._idle_timer = None
+        idle = self._pool[self._key]
         idle.remove(self)
         if not idle:
-            del self._pool[self._pool_key]
-        self._pool = self._pool_key = None
-        if self._idle_timer is not None:
-            self._idle_timer.cancel()
-            self._idle_timer = None
+            del self._pool[self._key]
 
     def close(self) -> None:
-        # A request still under way here has lost its waiter (cancelled): nothing to answer.
+        # A request still under way here has lost its waiter (cancelled) or answered it
+        # already (draining): nothing to answer.
         self._stop()
         self.reusable = False
         if self._transport is not None:
@@ -240,9 +270,13 @@ class _Connection(asyncio.Protocol):
     def _stop(self) -> None:
         self._done = None
         self._state = _IDLE
+        self._draining = False
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
+        if self._drain_deadline is not None:
+            self._drain_deadline.cancel()
+            self._drain_deadline = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # A stream transport, though uvloop's are not asyncio.Transport subclasses.
@@ -257,8 +291,6 @@ class _Connection(asyncio.Protocol):
         self.answered = True
         try:
             self._receive(data)
-        except EndOfStream:
-            self._finish(None)
         # Passed on as it is: on_event's own failure, or the answer's.
         except Exception as exc:
             self._finish(exc)
@@ -277,8 +309,6 @@ class _Connection(asyncio.Protocol):
                 raise TransportFailure("broken")
             self._keep_alive = False
             self._end_body()
-        except EndOfStream:
-            self._finish(None)
         except Exception as error:
             self._finish(error)
 
@@ -294,18 +324,31 @@ class _Connection(asyncio.Protocol):
         if done is None:
             return
         # Only an answer read to its end, where no handler failed, leaves the connection
-        # ready for the next request (EndOfStream before the end leaves the rest unread).
+        # ready for the next request.
         self.reusable = (
             self._state == _IDLE
             and self._keep_alive
             and (exc is None or isinstance(exc, HttpStatusError))
         )
+        released = self._drain_deadline is not None
         self._stop()
-        if not done.done():
+        if released:
+            # Its caller let go before the body ended: the end settles the connection.
+            self.release()
+        elif not done.done():
             if exc is None:
                 done.set_result(None)
             else:
                 done.set_exception(exc)
+
+    def _end_stream(self) -> None:
+        """The handler has all it needs: its caller gets on with it while the connection
+        reads the rest of the body."""
+        self._on_event = _ignore
+        self._draining = True
+        done = self._done
+        if done is not None and not done.done():
+            done.set_result(None)
 
     def _receive(self, data: bytes) -> None:
         if self._buffer:
@@ -431,8 +474,13 @@ class _Connection(asyncio.Protocol):
 
     def _body(self, piece: bytes) -> None:
         if self._status < 300:
-            for event, data in self._decoder.feed(piece):
-                self._on_event(event, data)
+            # Caught here, the framing is read on as if nothing happened: the rest of this
+            # read may end the body.
+            try:
+                for event, data in self._decoder.feed(piece):
+                    self._on_event(event, data)
+            except EndOfStream:
+                self._end_stream()
             return
         self._error_body += piece
         if len(self._error_body) >= ERROR_BODY_BYTES:
@@ -442,6 +490,7 @@ class _Connection(asyncio.Protocol):
         self._state = _IDLE
         if self._status >= 300:
             raise HttpStatusError(self._status, bytes(self._error_body))
-        for event, data in self._decoder.end():
-            self._on_event(event, data)
+        with suppress(EndOfStream):
+            for event, data in self._decoder.end():
+                self._on_event(event, data)
         self._finish(None)
