@@ -93,8 +93,11 @@ class Settings:
     # The chat pool: capacity (CHAT_MAX_STREAMS) is processes x threads.
     worker_processes: int
     worker_concurrency: int
-    # The flood offers the pool's capacity plus this many streams at once (short replies).
+    # The flood offers its capacity plus this many streams at once (short replies).
     overload_extra: int
+    # The flood's CHAT_MAX_STREAMS: what the pool sustains at the short profile's pace
+    # (~3,000 tokens/s here over 50 tokens/s a stream), not how many it can hold.
+    overload_capacity: int
 
 
 def short(levels: list[int], level_seconds: float, sequential: int) -> Replies:
@@ -115,9 +118,10 @@ def reasoning(
 
 
 PROFILES = ("short", "reasoning")
-# Two chat workers of 50 threads: what this 2-core machine streams (README, "Sizing").
-FULL = Settings(3.0, 30, 2, 50, 1000)
-QUICK = Settings(1.0, 5, 1, 10, 50)
+# Two chat workers of 100 streams each, the flood sized to the short profile's pace
+# (README, "Sizing the chat pool").
+FULL = Settings(3.0, 30, 2, 100, 1000, 60)
+QUICK = Settings(1.0, 5, 1, 10, 50, 8)
 
 
 def profiles_for(quick: bool, names: list[str], **shape) -> list[Replies]:
@@ -136,10 +140,10 @@ def profiles_for(quick: bool, names: list[str], **shape) -> list[Replies]:
             ),
         }
     else:
-        # Reasoning replies last ~8 s: 100 streams fill the pool, 200 would only be refused.
+        # Reasoning replies last ~8 s: 200 streams fill the pool, more would only be refused.
         found = {
             "short": short([1, 10, 50, 200, 1000], 4.0, 100),
-            "reasoning": reasoning([1, 10, 50, 100], 8.0, 20, **given),
+            "reasoning": reasoning([1, 10, 50, 100, 200], 8.0, 20, **given),
         }
     return [found[name] for name in names]
 
@@ -602,9 +606,13 @@ def _admitted_steps(stack: BenchStack, since: datetime) -> dict:
 
 
 async def overload(stack: BenchStack, auth: Auth, settings: Settings) -> dict:
-    """The pool's capacity plus `overload_extra` streams of the short profile, all at once."""
+    """`overload_capacity` plus `overload_extra` streams of the short profile, all at once,
+    the API restarted with that capacity."""
+    capacity = settings.overload_capacity
+    if capacity != stack.capacity:
+        stack.restart_api(capacity)
     url = stack.api_url + "/v1/chat/completions"
-    total = stack.capacity + settings.overload_extra
+    total = capacity + settings.overload_extra
     replies = short([], 0, 0)
     await openai_stream(
         Connection(url), url, auth.key_headers, prompt("warm-overload", 5, 0), MODEL
@@ -626,7 +634,7 @@ async def overload(stack: BenchStack, auth: Auth, settings: Settings) -> dict:
     refused = [r for r in results if r.refused]
     summary = _summary(admitted)
     summary.update(
-        capacity=stack.capacity,
+        capacity=capacity,
         offered=total,
         refused=len(refused),
         refusal_statuses=sorted({r.status for r in refused}),
@@ -936,6 +944,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential", type=int, help="streams per path in the sequential test")
     parser.add_argument("--worker-processes", type=int, help="chat worker processes")
     parser.add_argument("--worker-concurrency", type=int, help="threads per chat worker")
+    parser.add_argument(
+        "--overload-capacity", type=int, help="CHAT_MAX_STREAMS for the flood (default 60)"
+    )
     parser.add_argument("--no-litellm", action="store_true", help="skip the LiteLLM comparison")
     parser.add_argument("--litellm-workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--database-url", help="use this PostgreSQL (a bench database is made)")
@@ -967,6 +978,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.worker_processes = args.worker_processes
     if args.worker_concurrency:
         settings.worker_concurrency = args.worker_concurrency
+    if args.overload_capacity:
+        settings.overload_capacity = args.overload_capacity
     started = time.monotonic()
     stack = BenchStack.create(
         database_url=args.database_url,

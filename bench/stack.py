@@ -72,7 +72,7 @@ class BenchStack:
     # The pool's capacity (CHAT_MAX_STREAMS) is processes x threads; admission control
     # refuses past it. bench/run.py sizes it (README, "Sizing").
     worker_processes: int = 2
-    worker_concurrency: int = 50
+    worker_concurrency: int = 100
     children: dict[str, Child] = field(default_factory=dict)
     postgres: EmbeddedPostgres | None = None
     valkey: EmbeddedRedis | None = None
@@ -191,6 +191,12 @@ class BenchStack:
         child = self._spawn("api", argv, self._with_app_name("bench-api"))
         self.api_url = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_ready(self.api_url + "/healthz"), "API", 60, child.process)
+
+    def restart_api(self, capacity: int) -> None:
+        """The API again, with another CHAT_MAX_STREAMS (the flood's); the workers stay."""
+        self.children.pop("api").stop()
+        self.env.update(CHAT_MAX_STREAMS=str(capacity), CHAT_MAX_STREAMS_PER_USER=str(capacity))
+        self.start_api()
 
     def start_worker(self, index: int) -> None:
         argv = [

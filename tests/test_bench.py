@@ -83,6 +83,12 @@ def test_quick_bench_completes_without_lost_tokens(tmp_path) -> None:
     overload = report["overload"]
     assert overload["refused"] > 0 and overload["wrong_tokens"] == 0
     assert overload["completed"] + overload["refused"] == overload["offered"]
+    # Run on the API restarted with the flood's own capacity, not the pool's.
+    assert (
+        overload["capacity"]
+        == report["settings"]["overload_capacity"]
+        != (report["settings"]["worker_processes"] * report["settings"]["worker_concurrency"])
+    )
     # Each admitted stream's row was found and timed, step by step.
     assert all(step["p50_ms"] is not None for step in overload["admitted_steps"].values())
     assert report["hot_path"]["redis_commands_per_request"]["api"]["total"] > 0
