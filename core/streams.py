@@ -41,7 +41,8 @@ WORKER_ALIVE_INTERVAL_SECONDS = 1.0
 WORKER_ALIVE_TTL_SECONDS = 5
 # Finished streams stay replayable this long (late attach, resume).
 FINISHED_STREAM_TTL_SECONDS = 3600
-# Coalescing: one XADD per interval at most (first token goes out at once).
+# A chat worker writes what its streams hold once a tick (workers/generation/stream_batch.py);
+# a first token, or more than DELTA_FLUSH_CHARS held, goes out at once.
 DELTA_FLUSH_SECONDS = 0.05
 DELTA_FLUSH_CHARS = 2048
 CANCEL_FLAG_TTL_SECONDS = 3600
