@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import redis
 import redis.asyncio as aioredis
+from redis.maint_notifications import MaintNotificationsConfig
 from redis.typing import EncodableT, FieldT
 
 from core.config import settings
@@ -66,6 +67,22 @@ def broker_redis() -> aioredis.Redis:
         socket_connect_timeout=COMMAND_TIMEOUT,
         health_check_interval=30,
         max_connections=512,
+    )
+
+
+def loop_redis() -> aioredis.Redis:
+    """A new async client, for a chat worker's event loop (workers/event_loop.py
+    `loop_local` keeps one per loop: a client must never cross loops)."""
+    return aioredis.Redis.from_url(
+        settings.require_redis_url(),
+        decode_responses=True,
+        socket_timeout=COMMAND_TIMEOUT,
+        socket_connect_timeout=COMMAND_TIMEOUT,
+        health_check_interval=30,
+        # Off, so the pool checks a connection before handing it out: with it on ("auto"),
+        # redis-py skips that check, and a write after a Redis restart failed on the dead
+        # socket instead of reconnecting.
+        maint_notifications_config=MaintNotificationsConfig(enabled=False),
     )
 
 

@@ -17,10 +17,8 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
-from redis.maint_notifications import MaintNotificationsConfig
 
-from core.config import settings
-from core.redis import COMMAND_TIMEOUT
+from core.redis import loop_redis
 from core.streams import DELTA_FLUSH_SECONDS, encode
 from workers.event_loop import loop_local
 
@@ -140,15 +138,4 @@ class StreamWrites:
 
 @loop_local
 def stream_writes() -> StreamWrites:
-    client = aioredis.Redis.from_url(
-        settings.require_redis_url(),
-        decode_responses=True,
-        socket_timeout=COMMAND_TIMEOUT,
-        socket_connect_timeout=COMMAND_TIMEOUT,
-        health_check_interval=30,
-        # Off, so the pool checks a connection before handing it out: with it on ("auto"),
-        # redis-py skips that check, and a write after a Redis restart failed on the dead
-        # socket instead of reconnecting.
-        maint_notifications_config=MaintNotificationsConfig(enabled=False),
-    )
-    return StreamWrites(client)
+    return StreamWrites(loop_redis())
