@@ -115,18 +115,19 @@ class StreamWrites:
 
     async def _send(self, batch: set[StreamWriter]) -> None:
         writers = list(batch)
-        keys: list[str] = []
-        args: list[str | int] = []
-        for writer in writers:
-            pieces = writer.deltas.take()
-            keys += (writer.key, writer.flag)
-            args.append(len(pieces))
-            for event, data in pieces:
-                fields = encode(event, data)
-                args += (fields["event"], fields["data"])
         try:
+            keys: list[str] = []
+            args: list[str | int] = []
+            for writer in writers:
+                pieces = writer.deltas.take()
+                keys += (writer.key, writer.flag)
+                args.append(len(pieces))
+                for event, data in pieces:
+                    fields = encode(event, data)
+                    args += (fields["event"], fields["data"])
             flags = await self._script(keys=keys, args=args, client=self._redis)
-        # Not hidden: each stream of the batch raises it (its generation then fails with it).
+        # Not hidden: each stream of the batch raises it (its generation then fails with
+        # it); caught whatever it is, since a clock that died would leave them all waiting.
         except Exception as exc:
             for writer in writers:
                 writer.failure = exc

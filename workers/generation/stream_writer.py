@@ -162,6 +162,8 @@ class StreamWriter:
                 raise Cancelled(self.outcome())
             return self.outcome()
         finally:
+            # Whichever way the stream ended: the end is stored next, never before its row.
+            await self._row_stored()
             writes.discard(self)
 
     def accept(self, item: StreamItem) -> None:
