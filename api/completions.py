@@ -133,9 +133,5 @@ async def create_completion(
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return sse_stream(completion_chunks(started, route.model, include_usage), started.headers)
     response.headers.update(started.headers)
-    try:
-        result = await wait_for_reply(started)
-    except AppError as exc:
-        exc.headers = {**started.headers, **exc.headers}
-        raise
+    result = await wait_for_reply(started)
     return completion_answer(started, route.model, result)

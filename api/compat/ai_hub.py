@@ -34,7 +34,7 @@ from api.streaming.sse import PING_FRAME, frame, sse_stream
 from api.streaming.start import StartedGeneration, start_completion, wait_for_reply
 from core.chat import default_model, route_for_model
 from core.config import settings
-from core.errors import AppError, NotFound
+from core.errors import NotFound
 from core.plans import listed_models_for_plan, model_spec, plan_allows
 from core.quota import counter_key, counter_ttl_seconds, ensure_period, subject_for_user
 from core.streams import DELTA, ERROR
@@ -206,11 +206,7 @@ async def developer_chat(
     if body.stream:
         return sse_stream(_text_events(started), started.headers)
     response.headers.update(started.headers)
-    try:
-        result = await wait_for_reply(started)
-    except AppError as exc:
-        exc.headers = {**started.headers, **exc.headers}
-        raise
+    result = await wait_for_reply(started)
     # The worker writes the usage record before it ends the stream with `done`.
     cost = await session.scalar(
         select(UsageRecord.cost).where(UsageRecord.generation_id == started.generation_id)

@@ -22,7 +22,6 @@ from api.streaming.anthropic_events import message_answer, message_events
 from api.streaming.sse import MEDIA_TYPE, sse_stream
 from api.streaming.start import start_completion, wait_for_reply
 from core.chat import route_for_model
-from core.errors import AppError
 
 router = APIRouter(prefix="/v1", tags=["anthropic"])
 
@@ -61,11 +60,7 @@ async def create_message(
         estimate = estimate_input_tokens(body, route.provider)
         return sse_stream(message_events(started, route.model, estimate), started.headers)
     response.headers.update(started.headers)
-    try:
-        result = await wait_for_reply(started)
-    except AppError as exc:
-        exc.headers = {**started.headers, **exc.headers}
-        raise
+    result = await wait_for_reply(started)
     return message_answer(started, route.model, result)
 
 

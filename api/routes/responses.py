@@ -18,7 +18,6 @@ from api.streaming.response_events import response_events
 from api.streaming.sse import sse_stream
 from api.streaming.start import start_completion, wait_for_reply
 from core.chat import route_for_model
-from core.errors import AppError
 
 router = APIRouter(prefix="/v1", tags=["openai"])
 
@@ -56,11 +55,7 @@ async def create_response(
     kept = keep(draft)
     if body.stream:
         return sse_stream(response_events(started, draft, kept), started.headers)
-    try:
-        result = await wait_for_reply(started)
-    except AppError as exc:
-        exc.headers = {**started.headers, **exc.headers}
-        raise
+    result = await wait_for_reply(started)
     # Shielded: a client gone now must not cancel the keeping.
     await asyncio.shield(kept)
     return JSONResponse(draft.finished(result), headers=started.headers)

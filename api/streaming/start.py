@@ -363,18 +363,27 @@ async def _forget(session: AsyncSession, started: StartedGeneration) -> None:
 
 
 async def wait_for_reply(started: StartedGeneration) -> dict[str, Any]:
-    """The `done` event's data; an `error` or `cancelled` end raises."""
-    async for event in started.events():
-        if event.event == DONE:
-            return event.data
-        if event.event == ERROR:
-            code = event.data.get("code", "upstream_error")
-            raise AppError(
-                event.data.get("message", "The generation failed."), code=code, status_code=502
-            )
-        if event.event == CANCELLED:
-            raise AppError("The generation was cancelled.", code="cancelled", status_code=409)
-    raise AppError("The generation ended without a result.", code="upstream_error", status_code=502)
+    """The `done` event's data; an `error` or `cancelled` end raises, its answer with the
+    start's quota headers as a success has them."""
+    try:
+        async for event in started.events():
+            if event.event == DONE:
+                return event.data
+            if event.event == ERROR:
+                code = event.data.get("code", "upstream_error")
+                raise AppError(
+                    event.data.get("message", "The generation failed."),
+                    code=code,
+                    status_code=502,
+                )
+            if event.event == CANCELLED:
+                raise AppError("The generation was cancelled.", code="cancelled", status_code=409)
+        raise AppError(
+            "The generation ended without a result.", code="upstream_error", status_code=502
+        )
+    except AppError as exc:
+        exc.headers = {**started.headers, **exc.headers}
+        raise
 
 
 async def cancel_generation(
