@@ -6,7 +6,7 @@ task claims it and stores its end on its own Celery thread, and hands only the
 stream in between to this loop, waiting for it on a future (no GIL held while it
 waits). Per token, that is one socket read among all of the process' streams
 instead of a thread woken per token and queued for the GIL; the Redis writes of
-all of them share pipelines (workers/generation/stream_batch.py).
+all of them share one script call a tick (workers/generation/stream_batch.py).
 
 `loop_local` gives each loop its own clients (its idle provider connections, an async
 Redis client), which must never cross loops; a test's own loop gets its own as well.

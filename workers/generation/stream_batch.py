@@ -1,13 +1,13 @@
 """The flush clock of a chat worker process: the Redis writes of all its streams, in one
-pipeline per tick.
+script call per tick.
 
 Every DELTA_FLUSH_SECONDS, whatever each stream holds (workers/generation/stream_writer.py)
 is appended to its `gen:{id}` and its cancel flag read, for all streams in one script
 call. A write that cannot wait for the tick (a first token, a stream's end, text past
-DELTA_FLUSH_CHARS) asks for one now; those that come while a pipeline is in flight go
-out together in the next. One pipeline per tick instead of one per stream and interval
-costs the worker, Redis and the API's stream hub (whose reads wake once per pipeline
-rather than once per stream) a fraction of what they did (README, "Benchmark").
+DELTA_FLUSH_CHARS) asks for one now; those that come while a call is in flight go out
+together in the next. One call per tick instead of a pipeline per stream and interval
+costs the worker, Redis and the API's stream hub (whose reads wake once per call rather
+than once per stream) a fraction of what they did (README, "Benchmark").
 """
 
 from __future__ import annotations
@@ -66,19 +66,18 @@ class StreamWrites:
     def discard(self, writer: StreamWriter) -> None:
         self._writers.discard(writer)
 
-    def ask(self, writer: StreamWriter) -> None:
-        """Write what `writer` holds in the next pipeline, not at the next tick; the
-        cancel flag found lands on `writer.cancelled`, a failure on `writer.failure`."""
-        self._now.append((writer, None))
+    def ask(self, writer: StreamWriter, done: asyncio.Future[None] | None = None) -> None:
+        """Write what `writer` holds in the next call, not at the next tick; the cancel
+        flag found lands on `writer.cancelled`, a failure on `writer.failure` (and on
+        `done`, when given, which that call resolves)."""
+        self._now.append((writer, done))
         self._asked.set()
         self._run()
 
     async def write_now(self, writer: StreamWriter) -> None:
-        """`ask`, and wait for that pipeline; its failure is raised."""
+        """`ask`, and wait for that call; its failure is raised."""
         done = asyncio.get_running_loop().create_future()
-        self._now.append((writer, done))
-        self._asked.set()
-        self._run()
+        self.ask(writer, done)
         await done
 
     def _run(self) -> None:
