@@ -217,7 +217,8 @@ async def test_cancel_after_logout_does_not_cancel(client, api_server, make_user
     """An ended session's socket cannot act on the generation it started either."""
     user = make_user()
     conversation_id = await new_conversation(client, user)
-    content = "[[tag=keepgoing tokens=30 delay=0.05]]"
+    # Long enough (6 s) to be still running when the cancel comes, on a loaded machine too.
+    content = "[[tag=keepgoing tokens=60 delay=0.1]]"
     async with websockets.connect(_ws_url(api_server, conversation_id, user.access_token)) as ws:
         await ws.send(json.dumps({"type": "chat", "content": content}))
         start = await _next(ws)
